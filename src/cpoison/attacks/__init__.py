@@ -1,0 +1,29 @@
+"""Attacks against conformal prediction: goals, losses, crafting loop, baselines."""
+
+from cpoison.attacks.alignment import CraftingConfig, align_poisons
+from cpoison.attacks.base import Attack
+from cpoison.attacks.conformal_attack import ConformalAttack, ConformalAttackConfig
+from cpoison.attacks.context import AttackContext
+from cpoison.attacks.goals import Goal
+from cpoison.attacks.losses import LossData, relaxed_loss
+from cpoison.attacks.poison_set import PoisonSet
+from cpoison.attacks.random_noise import RandomNoise, RandomNoiseConfig
+from cpoison.attacks.registry import AttackConfig, attack_label, build_attack
+
+__all__ = [
+    "Attack",
+    "AttackConfig",
+    "AttackContext",
+    "ConformalAttack",
+    "ConformalAttackConfig",
+    "CraftingConfig",
+    "Goal",
+    "LossData",
+    "PoisonSet",
+    "RandomNoise",
+    "RandomNoiseConfig",
+    "align_poisons",
+    "attack_label",
+    "build_attack",
+    "relaxed_loss",
+]

@@ -1,0 +1,134 @@
+"""The paper's attack on conformal prediction (Li et al. 2024, Sec. 4; SPEC 4-5).
+
+Objective: the relaxed loss l2 (Eq. 7) or its worst case l3 (Eq. 8, SAM perturbation rho),
+through a differentiable score (HPS, APS, RAPS or RSCP's smoothed score). Update:
+first order aligns the poisons' gradient with grad l3 (Eq. 11-13); second order aligns it
+with (H + lambda I)^-1 grad l3 (Eq. 16-17). Both reuse :func:`align_poisons`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from cpoison.attacks.alignment import CraftingConfig, align_poisons
+from cpoison.attacks.base import Attack
+from cpoison.attacks.context import AttackContext
+from cpoison.attacks.goals import labels_to_add
+from cpoison.attacks.hessian import (
+    conjugate_gradient,
+    gauss_newton_vector_product,
+    hessian_vector_product,
+)
+from cpoison.attacks.losses import (
+    LossData,
+    Scorer,
+    logit_scorer,
+    quantile_rank,
+    relaxed_loss,
+    smoothed_scorer,
+)
+from cpoison.attacks.poison_set import PoisonSet
+from cpoison.attacks.worst_case import worst_case_gradient
+from cpoison.conformal import RSCP, build_score
+from cpoison.seeding import derive_seed, make_generator
+
+log = logging.getLogger(__name__)
+
+
+class ConformalAttackConfig(BaseModel):
+    """Settings of the paper's attack (``name: ours`` in experiment configs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["ours"] = "ours"
+    label: str | None = None
+    loss: Literal["l2", "l3"] = "l3"
+    order: Literal[1, 2] = 1
+    score: str = Field("hps", description="score inside the loss: hps, aps, raps or rscp")
+    rho: float = Field(0.05, ge=0, description="SAM radius of l3 (Eq. 14)")
+    rscp_samples: int = Field(8, ge=1, description="noise draws of RSCP inside the loss")
+    curvature: Literal["hessian", "gauss-newton"] = "hessian"
+    damping: float = Field(0.1, gt=0, description="lambda in (H + lambda I)^-1")
+    cg_iterations: int = Field(20, ge=1)
+    hessian_samples: int = Field(2048, ge=1, description="D^tr images for the Hessian")
+    crafting: CraftingConfig = CraftingConfig()
+
+
+def build_scorer(score: str, seed: int, rscp_samples: int) -> Scorer:
+    if score.lower() == "rscp":
+        return smoothed_scorer(RSCP(), rscp_samples, derive_seed(seed, "rscp-noise") % 2**31)
+    return logit_scorer(build_score(score))
+
+
+def loss_data(ctx: AttackContext, scorer: Scorer, seed: int) -> LossData:
+    """Fixed uniforms for randomized scores and, for underconfidence, Y_in = C(X_v) + Y_a
+    (the surrogate's sets at theta* with the attacker's threshold, SPEC 4.1)."""
+    gen = make_generator(derive_seed(seed, "loss-u"), ctx.device)
+    cal_u = torch.rand(ctx.cal_x.shape[0], generator=gen, device=ctx.device)
+    target_u = torch.rand(ctx.target_x.shape[0], generator=gen, device=ctx.device)
+    data = LossData(ctx.cal_x, ctx.cal_y, cal_u, ctx.target_x, ctx.target_y, target_u)
+    if ctx.goal.kind == "underconfidence":
+        with torch.no_grad():
+            _, cal_scores = scorer(ctx.surrogate, ctx.cal_x, cal_u)
+            cal = cal_scores.gather(1, ctx.cal_y[:, None]).squeeze(1).sort().values
+            q = cal[quantile_rank(cal.numel(), ctx.alpha) - 1]
+            logits, scores = scorer(ctx.surrogate, ctx.target_x, target_u)
+        data.y_in = (scores <= q) | labels_to_add(ctx.goal, logits)
+    return data
+
+
+class ConformalAttack(Attack):
+    """First- or second-order gradient alignment toward the l2 / l3 objective."""
+
+    def __init__(self, config: ConformalAttackConfig) -> None:
+        self.config = config
+        self.name = config.name
+
+    def target_direction(self, ctx: AttackContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """The direction g the poisons' gradient is aligned with, and facts to record."""
+        cfg = self.config
+        model = ctx.surrogate.eval()
+        scorer = build_scorer(cfg.score, ctx.seed, cfg.rscp_samples)
+        data = loss_data(ctx, scorer, ctx.seed)
+
+        def loss_fn(m: torch.nn.Module) -> torch.Tensor:
+            return relaxed_loss(m, scorer, ctx.goal, data, ctx.alpha)
+
+        with torch.no_grad():
+            l2_value = float(loss_fn(model))
+        rho = cfg.rho if cfg.loss == "l3" else 0.0
+        g, _ = worst_case_gradient(model, loss_fn, rho)
+        facts: dict[str, float] = {"l2_surrogate": l2_value}
+        if cfg.order == 2:
+            start = time.perf_counter()
+            gen = make_generator(derive_seed(ctx.seed, "hessian"))
+            pick = torch.randperm(ctx.train_x.shape[0], generator=gen)[: cfg.hessian_samples]
+            x = ctx.train_x[pick].to(ctx.device)
+            x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
+            y = ctx.train_y[pick].to(ctx.device)
+            product = (gauss_newton_vector_product if cfg.curvature == "gauss-newton"
+                       else hessian_vector_product)
+            matvec = product(model, x, y, cfg.damping)
+            result = conjugate_gradient(matvec, g.detach(), cfg.cg_iterations)
+            facts.update(cg_residual=result.residual, cg_iterations=float(result.iterations),
+                         hessian_seconds=time.perf_counter() - start)
+            log.info("second order: CG residual %.3g after %d iterations", result.residual,
+                     result.iterations)
+            g = result.solution
+        return g.detach(), facts
+
+    def craft(self, ctx: AttackContext) -> PoisonSet:
+        direction, facts = self.target_direction(ctx)
+        result = align_poisons(
+            ctx.surrogate, ctx.bases, ctx.base_labels, direction, ctx.eps,
+            self.config.crafting, derive_seed(ctx.seed, "align"),
+            subtract_clean=not ctx.inject, progress=ctx.progress,
+        )
+        meta = {"attack": self.name, "alignment_loss": result.loss,
+                "restart_losses": result.losses, **facts}
+        return PoisonSet(ctx.base_ids, result.delta.cpu(), ctx.inject, meta)

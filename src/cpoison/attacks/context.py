@@ -1,0 +1,43 @@
+"""What an attack is given (SPEC 2): the surrogate, the poison bases, the attacker's
+calibration fold, the targets and the attacker's training fold (for curvature)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from cpoison.attacks.goals import Goal
+
+
+@dataclass
+class AttackContext:
+    """Tensors are float images in [0, 1] on ``device`` unless noted.
+
+    ``base_ids`` index the train pool; ``inject`` is True in black-box (bases are attacker
+    images added to the victim's data) and False in white-box (in-place replacement, where
+    the clean bases' gradient is subtracted in G(delta), SPEC 5.1).
+    """
+
+    surrogate: nn.Module
+    bases: torch.Tensor
+    base_labels: torch.Tensor
+    base_ids: torch.Tensor
+    inject: bool
+    cal_x: torch.Tensor
+    cal_y: torch.Tensor
+    target_x: torch.Tensor
+    target_y: torch.Tensor
+    train_x: torch.Tensor  # attacker training fold (uint8 or float), for the Hessian
+    train_y: torch.Tensor
+    goal: Goal
+    alpha: float
+    eps: float
+    seed: int
+    device: torch.device
+    progress: bool = True
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.surrogate.head.out_features) if hasattr(self.surrogate, "head") else 0

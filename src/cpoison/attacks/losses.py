@@ -1,0 +1,85 @@
+"""The relaxed attack loss l2 (paper Eq. 7, SPEC 4.2).
+
+The attacker's calibration scores S_(1) <= ... <= S_(n) are computed through the model, so
+gradients flow through the conformal threshold as well as through the targets' scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from cpoison.attacks.goals import Goal
+from cpoison.conformal import RSCP, ConformalScore
+from cpoison.conformal.quantile import conformal_rank
+from cpoison.seeding import make_generator
+
+Scorer = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def logit_scorer(score: ConformalScore) -> Scorer:
+    """(model, x, u) -> (logits, scores [N, K]) for a score on logits (HPS, APS, RAPS)."""
+
+    def scorer(model: nn.Module, x: torch.Tensor, u: torch.Tensor):
+        logits = model(x)
+        return logits, score(logits, u=u)
+
+    return scorer
+
+
+def smoothed_scorer(rscp: RSCP, n_samples: int, seed: int) -> Scorer:
+    """(model, x, u) -> (logits, RSCP smoothed scores) with the same noise at every call, so
+    the crafting objective is a fixed function of the parameters."""
+
+    def scorer(model: nn.Module, x: torch.Tensor, u: torch.Tensor):
+        gen = make_generator(seed + x.shape[0], x.device)
+        return model(x), rscp.smoothed_scores_grad(model, x, gen, n_samples)
+
+    return scorer
+
+
+def quantile_rank(n: int, alpha: float) -> int:
+    """k = ceil((n + 1)(1 - alpha)) clipped to n: the 1-based rank of Q among D^ca scores."""
+    return min(max(conformal_rank(n, alpha), 1), n)
+
+
+@dataclass
+class LossData:
+    """Everything l2 is evaluated on: the attacker's calibration fold and the targets, with
+    fixed uniform draws ``*_u`` for randomized scores (drawn once per crafting run)."""
+
+    cal_x: torch.Tensor
+    cal_y: torch.Tensor
+    cal_u: torch.Tensor
+    target_x: torch.Tensor
+    target_y: torch.Tensor
+    target_u: torch.Tensor
+    y_in: torch.Tensor | None = None  # bool [V, K], underconfidence only
+
+
+def relaxed_loss(
+    model: nn.Module, scorer: Scorer, goal: Goal, data: LossData, alpha: float
+) -> torch.Tensor:
+    """l2 of Eq. 7 (a scalar to minimise) for the model's current parameters."""
+    _, cal_scores = scorer(model, data.cal_x, data.cal_u)
+    cal = cal_scores.gather(1, data.cal_y[:, None]).squeeze(1).sort().values
+    k = quantile_rank(cal.numel(), alpha)
+    logits, scores = scorer(model, data.target_x, data.target_u)  # [V, K]
+    true = torch.zeros_like(scores, dtype=torch.bool)
+    true.scatter_(1, data.target_y[:, None], True)
+    z_true = logits.gather(1, data.target_y[:, None]).squeeze(1)
+    z_other = logits.masked_fill(true, float("-inf")).max(dim=1).values
+    margin = torch.clamp(z_other - z_true, min=-goal.beta).sum()
+    if goal.kind == "overconfidence":
+        tail = cal[k - 1 :]  # S_(i), i >= k
+        push_out = torch.relu(tail[None, None, :] - scores[:, :, None]).sum(-1)
+        keep = torch.relu(scores.gather(1, data.target_y[:, None]).squeeze(1) - cal[k - 1])
+        return push_out.masked_fill(true, 0.0).sum() + keep.sum() + margin
+    if data.y_in is None:
+        raise ValueError("underconfidence needs the labels to pull in (y_in)")
+    head = cal[:k]  # S_(i), i <= k
+    pull_in = torch.relu(scores[:, :, None] - head[None, None, :]).sum(-1)
+    return pull_in.masked_fill(~data.y_in, 0.0).sum() + margin

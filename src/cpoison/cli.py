@@ -1,0 +1,160 @@
+"""Command-line interface: ``cpoison data | cp | attack | demo``.
+
+User errors (:class:`~cpoison.errors.CpoisonError`, invalid config values) print one line
+``cpoison: error: ...`` on stderr and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from cpoison.errors import CpoisonError
+
+log = logging.getLogger("cpoison")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--cache-dir", default=None,
+                   help="model cache (default $CPOISON_CACHE or ~/.cache/cpoison)")
+    p.add_argument("--no-cache", action="store_true", help="train every model afresh")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cpoison", description="Data poisoning attacks against conformal prediction."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="locate (or download) a dataset and describe it")
+    p.add_argument("name", help="fashion-mnist, cifar10, cifar100, tiny-imagenet, digits")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--no-download", action="store_true")
+
+    p = sub.add_parser("cp", help="train a model and report split-CP coverage and set size")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--model", default=None, help="architecture (default: the preset's)")
+    p.add_argument("--preset", default="cpu", help="cpu or paper")
+    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scores", default="hps,aps,raps", help="comma-separated score names")
+    p.add_argument("--no-rscp", action="store_true", help="skip RSCP (noisy forward passes)")
+    p.add_argument("--json", default=None, help="also write the results as JSON here")
+    _add_common(p)
+
+    p = sub.add_parser("attack", help="run an attack experiment from a YAML config")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config value (dotted key)")
+    p.add_argument("--out", required=True, help="output folder (re-running it resumes)")
+    _add_common(p)
+
+    p = sub.add_parser("demo", help="the main job on the embedded dataset (configs/demo.yaml)")
+    p.add_argument("--config", default=None, help="config to run (default: configs/demo.yaml)")
+    p.add_argument("--out", default="runs/demo")
+    _add_common(p)
+    return parser
+
+
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    from cpoison.training import default_cache_dir
+
+    if args.no_cache:
+        return None
+    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from cpoison.data import load_dataset
+
+    ds = load_dataset(args.name, root=args.data_root, download=not args.no_download)
+    print(f"{ds.name}: {ds.train_labels.numel()} train + {ds.test_labels.numel()} test images, "
+          f"shape {tuple(ds.input_shape)}, {ds.num_classes} classes")
+    return 0
+
+
+def _cmd_cp(args: argparse.Namespace) -> int:
+    from cpoison.conformal.quantile import check_alpha
+    from cpoison.experiments.baseline import run_cp_baseline
+    from cpoison.experiments.presets import get_preset
+    from cpoison.experiments.workspace import Workspace
+    from cpoison.io import atomic_write_json
+
+    check_alpha(args.alpha)
+    preset = get_preset(args.dataset, args.preset)
+    if args.model and args.model != preset.model:
+        preset = preset.model_copy(update={"model": args.model, "model_kwargs": {}})
+    ws = Workspace.open(preset, seed=args.seed, data_root=args.data_root,
+                        cache_dir=_cache_dir(args), device=args.device, progress=not args.quiet)
+    scores = tuple(s.strip().lower() for s in args.scores.split(",") if s.strip())
+    result = run_cp_baseline(ws, alpha=args.alpha, seed=args.seed, scores=scores,
+                             rscp=not args.no_rscp)
+    print(f"{result['dataset']} / {result['model']}: accuracy {result['accuracy']:.4f}, "
+          f"alpha {args.alpha}, {result['n_calibration']} calibration points, "
+          f"{result['n_test']} test points")
+    print(f"{'score':<6} {'coverage':>9} {'size':>7} {'empty':>7} {'threshold':>10}")
+    for name, row in result["scores"].items():
+        print(f"{name:<6} {row['coverage']:>9.4f} {row['mean_size']:>7.3f} "
+              f"{row['empty_share']:>7.4f} {row['threshold']:>10.4f}")
+    print(f"time {result['seconds']:.1f} s")
+    if args.json:
+        atomic_write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_attack(args: argparse.Namespace) -> int:
+    from cpoison.experiments.runner import run_from_config
+
+    run_from_config(args.config, args.overrides, args.out, data_root=args.data_root,
+                    cache_dir=_cache_dir(args), device=args.device, progress=not args.quiet)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cpoison.experiments.runner import demo_config_path, run_from_config
+
+    config = args.config or demo_config_path()
+    run_from_config(config, [], args.out, data_root=args.data_root, cache_dir=_cache_dir(args),
+                    device=args.device, progress=not args.quiet)
+    return 0
+
+
+COMMANDS = {"data": _cmd_data, "cp": _cmd_cp, "attack": _cmd_attack, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cpoison`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    warnings.simplefilter("default")
+    from pydantic import ValidationError
+
+    try:
+        return COMMANDS[args.command](args)
+    except CpoisonError as err:
+        print(f"cpoison: error: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        print(f"cpoison: error: invalid value for {where}: {first['msg']}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cpoison: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Split conformal classification (SPEC 3.2).
+
+Calibrate on held-out ``(logits, labels)``: ``q`` = the ``k``-th smallest calibration score,
+``k = ceil((n + 1)(1 - alpha))`` (:func:`~cpoison.conformal.quantile.conformal_quantile`).
+Predict: ``C(x) = {y : S(x, y) <= q}``. Under exchangeability
+``P(y in C(x)) >= 1 - alpha`` (Vovk et al. 2005; Angelopoulos and Bates 2021).
+
+Calibration and prediction use the scores' chunked no-grad path, so ``10^6`` points fit in
+bounded memory. The attack losses, which need gradients, call the score objects and
+:func:`conformal_quantile` directly instead.
+
+Comparisons are exact: when the threshold's dtype is wider than the test scores' (a float64
+threshold against float32 scores), the scores are widened, never the threshold rounded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from cpoison.conformal.quantile import check_alpha, conformal_quantile
+from cpoison.conformal.scores import ConformalScore, build_score, check_logits
+from cpoison.errors import CpoisonError, NotCalibratedError
+
+__all__ = ["SplitConformal", "sets_from_scores"]
+
+
+def sets_from_scores(scores: Tensor, threshold: Tensor | float) -> Tensor:
+    """``scores <= threshold`` without rounding the threshold to a narrower dtype."""
+    thr = torch.as_tensor(threshold, device=scores.device)
+    if not thr.is_floating_point():
+        thr = thr.to(torch.float64)
+    wide = torch.promote_types(scores.dtype, thr.dtype)
+    if wide != scores.dtype:
+        scores = scores.to(wide)
+    return scores <= thr.to(device=scores.device, dtype=wide)
+
+
+class SplitConformal:
+    """Split conformal predictor for any score of :mod:`cpoison.conformal.scores`.
+
+    Parameters
+    ----------
+    score:
+        A :class:`ConformalScore` (``HPS()``, ``APS()``, ``RAPS()``) or a name accepted by
+        :func:`build_score`.
+    alpha:
+        Miscoverage level in (0, 1); default 0.1 (SPEC 3.2).
+    chunk_size:
+        Rows per chunk of the no-grad scoring path (``None``: about 4M logits per chunk).
+
+    Attributes (after :meth:`calibrate`)
+    ------------------------------------
+    threshold:
+        The conformal quantile ``q`` as a 0-d tensor (``+inf`` if the calibration set is too
+        small for ``alpha``).
+    n_calibration:
+        Number of calibration points ``n``.
+    calibration_scores:
+        The ``n`` calibration scores (detached), e.g. for the sorted ``S_(i)`` of SPEC 4.2.
+    num_classes:
+        ``K`` seen at calibration (``None`` after :meth:`calibrate_from_scores` without it).
+    """
+
+    def __init__(
+        self,
+        score: ConformalScore | str,
+        alpha: float = 0.1,
+        chunk_size: int | None = None,
+    ) -> None:
+        if isinstance(score, str):
+            score = build_score(score)
+        if not isinstance(score, ConformalScore):
+            raise CpoisonError(
+                f"score must be a ConformalScore (HPS, APS, RAPS) or its name, "
+                f"got {type(score).__name__}"
+            )
+        self.score = score
+        self.alpha = check_alpha(alpha)
+        self.chunk_size = chunk_size
+        self.threshold: Tensor | None = None
+        self.n_calibration: int | None = None
+        self.calibration_scores: Tensor | None = None
+        self.num_classes: int | None = None
+
+    @property
+    def is_calibrated(self) -> bool:
+        """Whether :meth:`calibrate` (or :meth:`calibrate_from_scores`) has run."""
+        return self.threshold is not None
+
+    def calibrate(
+        self,
+        logits: Tensor,
+        labels: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> SplitConformal:
+        """Compute the threshold from calibration ``logits [n, K]`` and ``labels [n]``.
+
+        ``generator`` supplies the uniforms of randomized scores (required for them).
+        """
+        check_logits(logits, "calibration logits")
+        scores = self.score.score_labels_no_grad(
+            logits, labels, generator=generator, chunk_size=self.chunk_size
+        )
+        return self.calibrate_from_scores(scores, num_classes=logits.shape[1])
+
+    def calibrate_from_scores(
+        self, scores: Tensor, num_classes: int | None = None
+    ) -> SplitConformal:
+        """Compute the threshold from precomputed calibration scores ``[n]``."""
+        scores = scores.detach()
+        self.threshold = conformal_quantile(scores, self.alpha)
+        self.n_calibration = int(scores.shape[0])
+        self.calibration_scores = scores
+        self.num_classes = num_classes
+        return self
+
+    def _require_calibrated(self) -> Tensor:
+        if self.threshold is None:
+            raise NotCalibratedError(
+                "this conformal predictor is not calibrated: call calibrate() before predict()"
+            )
+        return self.threshold
+
+    def predict(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Prediction sets ``C(x) = {y : S(x, y) <= q}`` as a bool tensor ``[N, K]``."""
+        threshold = self._require_calibrated()
+        check_logits(logits)
+        if self.num_classes is not None and logits.shape[1] != self.num_classes:
+            raise CpoisonError(
+                f"logits have {logits.shape[1]} classes but the predictor was calibrated "
+                f"with {self.num_classes}"
+            )
+        out = torch.empty(logits.shape, dtype=torch.bool, device=logits.device)
+        chunks = self.score.iter_chunks(logits, generator=generator, chunk_size=self.chunk_size)
+        for rows, chunk in chunks:
+            out[rows] = sets_from_scores(chunk, threshold)
+        return out
+
+    def predict_from_scores(self, scores: Tensor) -> Tensor:
+        """Prediction sets from precomputed test scores ``[N, K]``."""
+        threshold = self._require_calibrated()
+        if not isinstance(scores, Tensor) or scores.dim() != 2:
+            shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+            raise CpoisonError(f"test scores must have shape [N, K], got {shape}")
+        if self.num_classes is not None and scores.shape[1] != self.num_classes:
+            raise CpoisonError(
+                f"scores have {scores.shape[1]} classes but the predictor was calibrated "
+                f"with {self.num_classes}"
+            )
+        n_nan = int(torch.isnan(scores).sum().item())
+        if n_nan:
+            raise CpoisonError(f"test scores contain {n_nan} NaN value(s) out of {scores.numel()}")
+        with torch.no_grad():
+            return sets_from_scores(scores, threshold)
+
+    def __repr__(self) -> str:
+        state = f"threshold={float(self.threshold):.6g}" if self.is_calibrated else "uncalibrated"
+        return f"SplitConformal(score={self.score!r}, alpha={self.alpha}, {state})"

@@ -1,0 +1,69 @@
+"""Presets (SPEC 9): data sizes, architecture and training recipes per dataset and scale.
+
+``cpu`` presets run on a 2-core laptop in minutes (subsets of the train pool, a narrow
+ConvNet, few epochs); ``paper`` presets follow the paper's scale for a GPU (whole pool,
+ResNet-18 victims, 40 epochs with the step schedule of Geiping et al.).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cpoison.errors import ConfigError
+from cpoison.training.recipe import Recipe
+
+
+class Preset(BaseModel):
+    """Everything about scale that an experiment takes from its preset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str
+    victim_size: int | None = Field(None, description="victim train + calibration (None: half)")
+    attacker_size: int | None = Field(None, description="attacker D^tr + D^ca (None: half)")
+    model: str = "convnet"
+    model_kwargs: dict[str, object] = Field(default_factory=dict)
+    recipe: Recipe = Recipe()
+    rscp_samples: int = 256
+    eval_batch_size: int = 1024
+
+
+_CPU_RECIPE = Recipe(epochs=6, batch_size=128, milestones=(0.5, 0.8), crop_padding=2, flip=True)
+_PAPER_RECIPE = Recipe(epochs=40, batch_size=128, milestones=(0.375, 0.625, 0.875),
+                       crop_padding=4, flip=True)
+
+PRESETS: dict[tuple[str, str], Preset] = {
+    ("fashion-mnist", "cpu"): Preset(
+        dataset="fashion-mnist", victim_size=6000, attacker_size=6000, model="convnet",
+        model_kwargs={"width": 12}, recipe=_CPU_RECIPE, rscp_samples=32,
+    ),
+    ("fashion-mnist", "paper"): Preset(
+        dataset="fashion-mnist", model="resnet18", recipe=_PAPER_RECIPE,
+    ),
+    ("digits", "cpu"): Preset(
+        dataset="digits", model="mlp", recipe=Recipe(epochs=30, crop_padding=0, flip=False),
+        rscp_samples=32,
+    ),
+    ("cifar10", "cpu"): Preset(
+        dataset="cifar10", victim_size=6000, attacker_size=6000, model="convnet",
+        model_kwargs={"width": 12}, recipe=_CPU_RECIPE.model_copy(update={"crop_padding": 4}),
+        rscp_samples=32,
+    ),
+    ("cifar10", "paper"): Preset(dataset="cifar10", model="resnet18", recipe=_PAPER_RECIPE),
+    ("cifar100", "paper"): Preset(dataset="cifar100", model="resnet18", recipe=_PAPER_RECIPE),
+    ("tiny-imagenet", "paper"): Preset(
+        dataset="tiny-imagenet", model="resnet18",
+        recipe=_PAPER_RECIPE.model_copy(update={"crop_padding": 8}),
+    ),
+}
+
+
+def get_preset(dataset: str, preset: str) -> Preset:
+    """The preset named ``preset`` for ``dataset``; ConfigError lists the available ones."""
+    try:
+        return PRESETS[(dataset, preset)]
+    except KeyError:
+        known = ", ".join(f"{d}/{p}" for d, p in sorted(PRESETS))
+        raise ConfigError(
+            f"no preset {preset!r} for dataset {dataset!r}; available: {known}"
+        ) from None

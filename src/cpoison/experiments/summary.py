@@ -1,0 +1,59 @@
+"""Aggregation (SPEC 6): per repeat, average over victims; report mean +/- standard error
+across repeats, or across victims when there is a single repeat (``se_over`` says which)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+METRICS = (
+    "benign_set_size", "victim_set_size", "reduction_ratio", "expansion_ratio",
+    "normalized_reduction", "consistency", "coverage_benign", "coverage_victim",
+    "target_coverage_benign", "target_coverage_victim", "eval_size_benign", "eval_size_victim",
+    "accuracy_benign", "accuracy_victim", "target_singletons_victim", "others_size_benign",
+    "others_size_victim", "others_reduction_ratio",
+)
+KEYS = ("attack", "goal", "score", "budget", "eps", "loss", "order", "craft_score", "setting")
+
+
+def mean_se(values: list[float]) -> dict[str, float | None]:
+    """{"mean", "se"} ignoring NaN; se is None with fewer than two values."""
+    arr = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if arr.size == 0:
+        return {"mean": None, "se": None}
+    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size > 1 else None
+    return {"mean": float(arr.mean()), "se": se}
+
+
+def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary row per (attack, score), in first-seen order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["attack"], row["score"])].append(row)
+    out = []
+    for (_attack, _score), members in groups.items():
+        repeats = sorted({m["repeat"] for m in members})
+        summary: dict[str, Any] = {k: members[0].get(k) for k in KEYS}
+        for metric in METRICS:
+            per_victim = [m.get(metric) for m in members]
+            if all(v is None for v in per_victim):
+                continue
+            if len(repeats) > 1:
+                per_repeat = [
+                    mean_se([m.get(metric) for m in members if m["repeat"] == r])["mean"]
+                    for r in repeats
+                ]
+                summary[metric] = mean_se(per_repeat)
+            else:
+                summary[metric] = mean_se(per_victim)
+        crafts = {(m["repeat"]): m.get("craft_seconds") for m in members}
+        summary["craft_seconds"] = mean_se([v for v in crafts.values() if v is not None])["mean"]
+        summary["n_victims"] = len({(m["repeat"], m["victim"]) for m in members})
+        summary["n_repeats"] = len(repeats)
+        summary["se_over"] = "repeats" if len(repeats) > 1 else "victims"
+        summary["target_classes"] = sorted({m["target_class"] for m in members})
+        out.append(summary)
+    return out

@@ -1,0 +1,20 @@
+"""Training: recipe, poisoned training-set view, seeded trainer, model cache."""
+
+from cpoison.training.augment import augment
+from cpoison.training.cache import ModelCache, cache_key, default_cache_dir, tensor_digest
+from cpoison.training.recipe import Recipe
+from cpoison.training.trainer import build_seeded_model, predict_logits, train_model
+from cpoison.training.trainset import TrainSet
+
+__all__ = [
+    "ModelCache",
+    "Recipe",
+    "TrainSet",
+    "augment",
+    "build_seeded_model",
+    "cache_key",
+    "default_cache_dir",
+    "predict_logits",
+    "tensor_digest",
+    "train_model",
+]

@@ -1,0 +1,100 @@
+"""Seeded SGD training with a progress bar (SPEC 6 victim recipe).
+
+The same recipe, data and seed give bit-identical weights on CPU: the data order and the
+augmentation draw from one ``torch.Generator`` seeded from ``seed``; initial weights come
+from :func:`build_seeded_model`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from cpoison.models import build_model
+from cpoison.seeding import derive_seed, make_generator
+from cpoison.training.augment import augment
+from cpoison.training.recipe import Recipe
+from cpoison.training.trainset import TrainSet
+
+log = logging.getLogger(__name__)
+
+
+def build_seeded_model(
+    arch: str, in_channels: int, num_classes: int, image_size: int, seed: int, **kwargs: object
+) -> nn.Module:
+    """Build ``arch`` with initial weights drawn from ``seed`` (global RNG state restored)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init"))
+        return build_model(arch, in_channels, num_classes, image_size, **kwargs)
+
+
+def train_model(
+    model: nn.Module,
+    data: TrainSet,
+    recipe: Recipe,
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    desc: str = "train",
+) -> nn.Module:
+    """Train ``model`` in place on ``data`` with ``recipe``; returns it in eval mode."""
+    device = torch.device(device)
+    model.to(device).train()
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov,
+    )
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=recipe.milestone_epochs(), gamma=recipe.gamma
+    )
+    order_gen = make_generator(derive_seed(seed, "order"))
+    aug_gen = make_generator(derive_seed(seed, "augment"), device)
+    n = len(data)
+    steps_per_epoch = (n + recipe.batch_size - 1) // recipe.batch_size
+    bar = tqdm(
+        total=recipe.epochs * steps_per_epoch, desc=desc, disable=not progress, leave=False,
+        unit="batch",
+    )
+    for _epoch in range(recipe.epochs):
+        perm = torch.randperm(n, generator=order_gen)
+        total, count = 0.0, 0
+        for start in range(0, n, recipe.batch_size):
+            x, y = data.load(perm[start : start + recipe.batch_size], device)
+            x = augment(x, recipe.crop_padding, recipe.flip, aug_gen)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * y.numel()
+            count += y.numel()
+            bar.update(1)
+        sched.step()
+        bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
+    bar.close()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Logits [N, K] (on CPU) of ``model`` in eval mode on uint8 or float ``images``."""
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].to(device)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        out.append(model(x).float().cpu())
+    if not out:
+        return torch.empty(0, 0)
+    return torch.cat(out)

@@ -1,0 +1,66 @@
+"""A training set view: a pool of clean images, the indices in use, and optional poisons.
+
+Poisons are held as (pool ids, delta) and added when a batch is loaded (SPEC 10, as in
+Witches' Brew); the clean pool is never modified in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from cpoison.errors import CpoisonError
+
+
+@dataclass
+class TrainSet:
+    """``images`` uint8 [N, C, H, W] and ``labels`` [N] are the pool; ``indices`` select the
+    training examples; ``poison_ids`` (pool indices) get ``poison_delta`` added on load."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    poison_ids: torch.Tensor | None = None
+    poison_delta: torch.Tensor | None = None
+    _slot: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.indices = torch.as_tensor(self.indices, dtype=torch.long)
+        if (self.poison_ids is None) != (self.poison_delta is None):
+            raise CpoisonError("poison_ids and poison_delta must be given together")
+        if self.poison_ids is not None:
+            ids = torch.as_tensor(self.poison_ids, dtype=torch.long)
+            if self.poison_delta.shape[0] != ids.numel():
+                raise CpoisonError(
+                    f"{ids.numel()} poison ids but {self.poison_delta.shape[0]} perturbations"
+                )
+            slot = torch.full((self.images.shape[0],), -1, dtype=torch.long)
+            slot[ids] = torch.arange(ids.numel())
+            self.poison_ids, self._slot = ids, slot
+
+    def __len__(self) -> int:
+        return int(self.indices.numel())
+
+    def with_poisons(self, ids: torch.Tensor, delta: torch.Tensor, inject: bool) -> TrainSet:
+        """A new view with poisons; ``inject`` adds their ids to the indices (black-box),
+        otherwise they must already be training examples (white-box in-place replacement)."""
+        indices = self.indices
+        if inject:
+            indices = torch.cat([indices, torch.as_tensor(ids, dtype=torch.long)])
+        return TrainSet(self.images, self.labels, indices, ids, delta)
+
+    def load(
+        self, positions: torch.Tensor, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float images in [0, 1] (poisons applied) and labels for ``positions`` into indices."""
+        pool_idx = self.indices[positions]
+        x = self.images[pool_idx].to(device=device, dtype=torch.float32).div_(255.0)
+        y = self.labels[pool_idx].to(device)
+        if self._slot is not None:
+            slot = self._slot[pool_idx]
+            mask = slot >= 0
+            if bool(mask.any()):
+                delta = self.poison_delta[slot[mask]].to(device=device, dtype=x.dtype)
+                x[mask.to(device)] = (x[mask.to(device)] + delta).clamp_(0.0, 1.0)
+        return x, y
