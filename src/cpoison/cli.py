@@ -83,18 +83,21 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def _cmd_cp(args: argparse.Namespace) -> int:
     from cpoison.conformal.quantile import check_alpha
+    from cpoison.conformal.scores import build_score
     from cpoison.experiments.baseline import run_cp_baseline
     from cpoison.experiments.presets import get_preset
     from cpoison.experiments.workspace import Workspace
     from cpoison.io import atomic_write_json
 
     check_alpha(args.alpha)
+    scores = tuple(s.strip().lower() for s in args.scores.split(",") if s.strip())
+    for name in scores:  # a typo must fail before the model is trained, not after
+        build_score(name)
     preset = get_preset(args.dataset, args.preset)
     if args.model and args.model != preset.model:
         preset = preset.model_copy(update={"model": args.model, "model_kwargs": {}})
     ws = Workspace.open(preset, seed=args.seed, data_root=args.data_root,
                         cache_dir=_cache_dir(args), device=args.device, progress=not args.quiet)
-    scores = tuple(s.strip().lower() for s in args.scores.split(",") if s.strip())
     result = run_cp_baseline(ws, alpha=args.alpha, seed=args.seed, scores=scores,
                              rscp=not args.no_rscp)
     print(f"{result['dataset']} / {result['model']}: accuracy {result['accuracy']:.4f}, "

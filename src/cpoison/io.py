@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -31,6 +32,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and +-inf floats replaced by None, so strict JSON parsers read it."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write ``obj`` as indented strict JSON (non-finite floats become null) atomically."""
+    text = json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False)
+    return atomic_write_text(path, text + "\n")

@@ -123,3 +123,17 @@ def test_bad_scores_raise() -> None:
         conformal_quantile(torch.tensor([0.1, float("nan"), 0.3]), 0.1)
     with pytest.raises(CpoisonError, match="floating"):
         conformal_quantile(torch.arange(10), 0.1)
+
+
+def test_alpha_accepts_numpy_and_tensor_scalars() -> None:
+    import numpy as np
+
+    scores = torch.rand(100, generator=torch.Generator().manual_seed(0))
+    q = conformal_quantile(scores, 0.1)
+    assert torch.equal(conformal_quantile(scores, np.float32(0.1)), q)
+    assert torch.equal(conformal_quantile(scores, torch.tensor(0.1, dtype=torch.float64)), q)
+    # a float32 0.7 is 0.699999988...: read as 0.7, k = ceil(10 * 0.3) = 3, not 4
+    assert conformal_rank(9, np.float32(0.7)) == 3
+    assert conformal_rank(9, torch.tensor(0.7)) == 3
+    with pytest.raises(ConfigError):
+        conformal_quantile(scores, np.bool_(True))

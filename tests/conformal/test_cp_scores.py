@@ -121,6 +121,9 @@ def test_score_labels_is_gather_and_fast_path_is_identical() -> None:
             assert torch.equal(score.score_no_grad(logits, generator=g(1), chunk_size=chunk), full)
             fast_lab = score.score_labels_no_grad(logits, labels, generator=g(1), chunk_size=chunk)
             assert torch.equal(fast_lab, lab)
+        # the autograd path (out-of-place softmax) gives the same values as well
+        graded = score.score(logits.clone().requires_grad_(), generator=g(1))
+        assert graded.requires_grad and torch.equal(graded.detach(), full)
         assert not score.score_no_grad(logits.requires_grad_(), generator=g(1)).requires_grad
         logits = logits.detach()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -45,6 +46,9 @@ class CraftingConfig(BaseModel):
     crop_padding: int = Field(2, ge=0)
     flip: bool = True
     batch_size: int = Field(512, ge=1, description="poisons per mini-batch")
+    objective: Literal["cosine", "projection"] = Field(
+        "cosine", description="cosine: 1 - cos(G, g) (paper Eq. 12); projection: "
+        "-<G, g/||g||> / ||G_clean||, which also rewards a larger poison gradient along g")
 
 
 @dataclass
@@ -62,6 +66,15 @@ def poison_gradient(
     return flat_grad(loss, trainable(model), create_graph=create_graph)
 
 
+def objective_value(
+    g: torch.Tensor, direction: torch.Tensor, objective: str, scale: float
+) -> torch.Tensor:
+    """The crafting objective of the poisons' gradient ``g`` (to minimise)."""
+    if objective == "projection":
+        return -(g @ direction) / (direction.norm() * scale)
+    return 1 - F.cosine_similarity(g, direction, dim=0)
+
+
 def alignment_loss(
     model: nn.Module,
     bases: torch.Tensor,
@@ -69,12 +82,14 @@ def alignment_loss(
     delta: torch.Tensor,
     direction: torch.Tensor,
     clean_grad: torch.Tensor | None = None,
+    objective: str = "cosine",
+    scale: float = 1.0,
 ) -> float:
-    """1 - cos(G(delta), direction) without augmentation (for reporting and restarts)."""
+    """The objective at ``delta`` without augmentation (for reporting and restarts)."""
     g = poison_gradient(model, (bases + delta).clamp(0, 1), labels, create_graph=False)
     if clean_grad is not None:
         g = g - clean_grad
-    return float(1 - F.cosine_similarity(g, direction, dim=0))
+    return float(objective_value(g, direction, objective, scale))
 
 
 def align_poisons(
@@ -93,9 +108,9 @@ def align_poisons(
     model.eval()
     device = bases.device
     direction = direction.detach().to(device)
-    clean_grad = None
-    if subtract_clean:
-        clean_grad = poison_gradient(model, bases, labels, create_graph=False).detach()
+    base_grad = poison_gradient(model, bases, labels, create_graph=False).detach()
+    clean_grad = base_grad if subtract_clean else None
+    scale = float(base_grad.norm().clamp_min(1e-12))
     decay_at = {round(config.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)}
     best: AlignmentResult | None = None
     losses: list[float] = []
@@ -113,7 +128,7 @@ def align_poisons(
                     group["lr"] *= 0.1
             opt.zero_grad(set_to_none=True)
             loss = _alignment_step(model, bases, labels, delta, direction, clean_grad, config,
-                                   gen)
+                                   gen, scale)
             delta.grad.sign_()
             opt.step()
             with torch.no_grad():
@@ -121,7 +136,8 @@ def align_poisons(
                 delta.copy_((bases + delta).clamp(0, 1) - bases)
             if it % 10 == 0:
                 bar.set_postfix(loss=f"{loss:.4f}")
-        final = alignment_loss(model, bases, labels, delta.detach(), direction, clean_grad)
+        final = alignment_loss(model, bases, labels, delta.detach(), direction, clean_grad,
+                               config.objective, scale)
         losses.append(final)
         log.debug("restart %d: final alignment loss %.4f", restart, final)
         if best is None or final < best.loss:
@@ -142,6 +158,7 @@ def _alignment_step(
     clean_grad: torch.Tensor | None,
     config: CraftingConfig,
     gen: torch.Generator,
+    scale: float,
 ) -> float:
     """Accumulate d(1 - cos(G, direction))/d delta into ``delta.grad``; returns the loss."""
     n = bases.shape[0]
@@ -157,9 +174,9 @@ def _alignment_step(
         g = poison_gradient(model, inputs(batches[0]), labels, create_graph=True)
         if clean_grad is not None:
             g = g - clean_grad
-        loss = 1 - F.cosine_similarity(g, direction, dim=0)
+        loss = objective_value(g, direction, config.objective, scale)
         loss.backward()
-        return float(loss)
+        return float(loss.detach())
     # Two passes: accumulate G without a graph, then back-propagate dL/dG batch by batch.
     state = gen.get_state()
     total = torch.zeros_like(direction)
@@ -168,10 +185,10 @@ def _alignment_step(
     if clean_grad is not None:
         total = total - clean_grad
     total = total.detach().requires_grad_(True)
-    loss = 1 - F.cosine_similarity(total, direction, dim=0)
+    loss = objective_value(total, direction, config.objective, scale)
     (dl_dg,) = torch.autograd.grad(loss, total)
     gen.set_state(state)  # replay the same augmentation draws
     for sl in batches:
         g = poison_gradient(model, inputs(sl), labels[sl], create_graph=True)
         (g @ dl_dg).backward()
-    return float(loss)
+    return float(loss.detach())

@@ -52,10 +52,10 @@ class ConformalAttackConfig(BaseModel):
     score: str = Field("hps", description="score inside the loss: hps, aps, raps or rscp")
     rho: float = Field(0.05, ge=0, description="SAM radius of l3 (Eq. 14)")
     rscp_samples: int = Field(8, ge=1, description="noise draws of RSCP inside the loss")
-    curvature: Literal["hessian", "gauss-newton"] = "hessian"
+    curvature: Literal["hessian", "gauss-newton"] = "gauss-newton"
     damping: float = Field(0.1, gt=0, description="lambda in (H + lambda I)^-1")
-    cg_iterations: int = Field(20, ge=1)
-    hessian_samples: int = Field(2048, ge=1, description="D^tr images for the Hessian")
+    cg_iterations: int = Field(10, ge=1)
+    hessian_samples: int = Field(512, ge=1, description="D^tr images for the Hessian")
     crafting: CraftingConfig = CraftingConfig()
 
 

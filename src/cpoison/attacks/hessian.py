@@ -28,7 +28,7 @@ def hessian_vector_product(
     grad = flat_grad(F.cross_entropy(model(x), y), params, create_graph=True)
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
-        hv = flat_grad(grad @ v, params, create_graph=False) if grad.requires_grad else v * 0
+        hv = flat_grad(grad @ v, params, retain_graph=True)
         return hv + damping * v
 
     return matvec
@@ -46,10 +46,10 @@ def gauss_newton_vector_product(
     def matvec(v: torch.Tensor) -> torch.Tensor:
         # J v by the double-vjp trick: u -> J^T u is linear, so d/du <J^T u, v> = J v.
         u = torch.zeros_like(logits, requires_grad=True)
-        jtu = flat_grad((logits * u).sum(), params, create_graph=True)
+        jtu = flat_grad((logits * u).sum(), params, create_graph=True, retain_graph=True)
         jv = torch.autograd.grad(jtu @ v, u)[0]
         hjv = probs * jv - probs * (probs * jv).sum(1, keepdim=True)  # softmax CE curvature
-        return flat_grad((logits * hjv.detach()).sum() / n, params) + damping * v
+        return flat_grad((logits * hjv.detach()).sum() / n, params, retain_graph=True) + damping * v
 
     return matvec
 

@@ -14,10 +14,12 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
 
 
 def flat_grad(
-    loss: torch.Tensor, params: list[nn.Parameter], create_graph: bool = False
+    loss: torch.Tensor, params: list[nn.Parameter], create_graph: bool = False,
+    retain_graph: bool | None = None,
 ) -> torch.Tensor:
     """d loss / d params as one flat vector (zeros for unused parameters)."""
-    grads = torch.autograd.grad(loss, params, create_graph=create_graph, allow_unused=True)
+    grads = torch.autograd.grad(loss, params, create_graph=create_graph,
+                                retain_graph=retain_graph, allow_unused=True)
     return torch.cat([
         (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)
     ])

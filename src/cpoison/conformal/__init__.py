@@ -3,7 +3,8 @@
 >>> import torch
 >>> from cpoison.conformal import APS, SplitConformal, coverage
 >>> g = torch.Generator().manual_seed(0)
->>> cal_logits, cal_labels = torch.randn(500, 10, generator=g), torch.randint(10, (500,))
+>>> cal_logits = torch.randn(500, 10, generator=g)
+>>> cal_labels = torch.randint(10, (500,), generator=g)
 >>> cp = SplitConformal(APS(), alpha=0.1).calibrate(cal_logits, cal_labels, generator=g)
 >>> sets = cp.predict(torch.randn(20, 10, generator=g), generator=g)  # bool [20, 10]
 """

@@ -11,9 +11,11 @@ attack losses of SPEC 4.2 rely on.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from fractions import Fraction
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,11 +25,23 @@ __all__ = ["check_alpha", "conformal_quantile", "conformal_rank", "min_calibrati
 
 
 def check_alpha(alpha: object) -> float:
-    """Return ``alpha`` as a float, or raise :class:`ConfigError` unless it lies in (0, 1)."""
+    """Return ``alpha`` as a float, or raise :class:`ConfigError` unless it lies in (0, 1).
+
+    Accepts Python, numpy and 1-element torch reals; a float32 or float16 scalar is read as
+    the shortest decimal it prints as (``np.float32(0.7) -> 0.7``), so that
+    :func:`conformal_rank` gets the level the user wrote.
+    """
     if isinstance(alpha, Tensor) and alpha.numel() == 1:
-        alpha = alpha.item()
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        try:  # keep the dtype, so that a float32 0.7 is read back as 0.7 below
+            alpha = alpha.detach().cpu().reshape(()).numpy()[()]
+        except TypeError:  # bfloat16 has no numpy dtype
+            alpha = alpha.item()
+    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real):
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
+    if isinstance(alpha, np.floating):
+        # numpy prints the shortest decimal that round-trips in the scalar's own precision:
+        # np.float32(0.7) is 0.699999988 as a double but prints as 0.7
+        alpha = float(str(alpha))
     value = float(alpha)
     if not (0.0 < value < 1.0):  # also rejects NaN
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")

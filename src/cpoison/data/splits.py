@@ -10,6 +10,7 @@ chosen later (they depend on the surrogate, SPEC 4) by :func:`select_targets`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +21,7 @@ from cpoison.errors import ConfigError
 from cpoison.seeding import derive_seed, make_generator
 
 Setting = Literal["black-box", "white-box"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,9 @@ def select_targets(
     if candidates.numel() == 0:
         raise ConfigError(f"the surrogate classifies no test image of class {target_class} "
                           "correctly; admit all images of the class (targets.correct_only=false)")
+    if candidates.numel() < n_targets:
+        log.warning("class %d has only %d eligible test images; using them all as targets "
+                    "(asked for %d)", target_class, candidates.numel(), n_targets)
     gen = make_generator(derive_seed(seed, "targets", target_class))
     pick = candidates[torch.randperm(candidates.numel(), generator=gen)[:n_targets]]
     targets = pick.sort().values

@@ -16,6 +16,7 @@ from cpoison.data.splits import RoleSplit, make_split
 from cpoison.device import get_device
 from cpoison.experiments.presets import Preset
 from cpoison.training import (
+    TRAINER_VERSION,
     ModelCache,
     Recipe,
     TrainSet,
@@ -86,7 +87,7 @@ class Workspace:
             dataset=self.dataset.name, data=tensor_digest(data.indices),
             poisons=tensor_digest(data.poison_ids, data.poison_delta), recipe=recipe,
             arch=arch, kwargs=self.preset.model_kwargs if arch == self.preset.model else {},
-            seed=seed,
+            seed=seed, trainer=TRAINER_VERSION,
         )
         model = self.build(seed, arch).to(self.device)
 

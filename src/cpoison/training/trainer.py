@@ -22,6 +22,8 @@ from cpoison.training.trainset import TrainSet
 
 log = logging.getLogger(__name__)
 
+TRAINER_VERSION = 2  # part of model cache keys: bump when training changes its numbers
+
 
 def build_seeded_model(
     arch: str, in_channels: int, num_classes: int, image_size: int, seed: int, **kwargs: object
@@ -55,6 +57,7 @@ def train_model(
         opt, milestones=recipe.milestone_epochs(), gamma=recipe.gamma
     )
     order_gen = make_generator(derive_seed(seed, "order"))
+    extra_gen = make_generator(derive_seed(seed, "order-extra"))
     aug_gen = make_generator(derive_seed(seed, "augment"), device)
     n = len(data)
     steps_per_epoch = (n + recipe.batch_size - 1) // recipe.batch_size
@@ -63,7 +66,7 @@ def train_model(
         unit="batch",
     )
     for _epoch in range(recipe.epochs):
-        perm = torch.randperm(n, generator=order_gen)
+        perm = data.epoch_order(order_gen, extra_gen)
         total, count = 0.0, 0
         for start in range(0, n, recipe.batch_size):
             x, y = data.load(perm[start : start + recipe.batch_size], device)

@@ -23,10 +23,13 @@ class TrainSet:
     indices: torch.Tensor
     poison_ids: torch.Tensor | None = None
     poison_delta: torch.Tensor | None = None
+    n_clean: int | None = None  # leading indices shared with the clean set (pairing)
     _slot: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.indices = torch.as_tensor(self.indices, dtype=torch.long)
+        if self.n_clean is None:
+            self.n_clean = int(self.indices.numel())
         if (self.poison_ids is None) != (self.poison_delta is None):
             raise CpoisonError("poison_ids and poison_delta must be given together")
         if self.poison_ids is not None:
@@ -46,9 +49,29 @@ class TrainSet:
         """A new view with poisons; ``inject`` adds their ids to the indices (black-box),
         otherwise they must already be training examples (white-box in-place replacement)."""
         indices = self.indices
+        if not inject and not bool(torch.isin(torch.as_tensor(ids), indices).all()):
+            raise CpoisonError("in-place (white-box) poisons must be training examples of "
+                               "this set; some poison ids are not")
         if inject:
             indices = torch.cat([indices, torch.as_tensor(ids, dtype=torch.long)])
-        return TrainSet(self.images, self.labels, indices, ids, delta)
+        return TrainSet(self.images, self.labels, indices, ids, delta, n_clean=len(self))
+
+    def epoch_order(self, order_gen: torch.Generator, extra_gen: torch.Generator) -> torch.Tensor:
+        """A permutation of positions for one epoch. The clean positions follow the same
+        order as in the clean set's own training run (same ``order_gen`` draws), and injected
+        poisons are slotted in at random places, so benign and poisoned victims trained with
+        one seed see the clean data in the same order (SPEC 6 pairing)."""
+        n, n_clean = len(self), int(self.n_clean)
+        clean = torch.randperm(n_clean, generator=order_gen)
+        if n == n_clean:
+            return clean
+        extra = n_clean + torch.randperm(n - n_clean, generator=extra_gen)
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[torch.randperm(n, generator=extra_gen)[: n - n_clean]] = True
+        order = torch.empty(n, dtype=torch.long)
+        order[mask] = extra
+        order[~mask] = clean
+        return order
 
     def load(
         self, positions: torch.Tensor, device: torch.device | str = "cpu"

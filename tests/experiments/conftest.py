@@ -1,0 +1,22 @@
+"""Shared set-up for the experiment tests: one uninterrupted reference run of the tiny
+config, reused by the output, determinism, resume and CLI tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from experiment_helpers import Run, one_thread, run_tiny
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The tiny config run once, uninterrupted, into a fresh folder and a fresh cache. Tests
+    must not write into its folder (its cache may be reused read-mostly)."""
+    return run_tiny(tmp_path_factory.mktemp("reference"))

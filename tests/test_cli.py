@@ -1,0 +1,129 @@
+"""The command line, run in-process: `cp` on digits end to end, user errors as one line."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from cpoison.cli import main
+
+CP_DIGITS = ["cp", "--dataset", "digits", "--preset", "cpu", "--no-rscp", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Isolated model cache and working folder; one intra-op thread (tiny models)."""
+    monkeypatch.setenv("CPOISON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache shared by the tests of this module, so digits is trained only once."""
+    return tmp_path_factory.mktemp("cli-cache")
+
+
+def _models(cache: Path) -> list[Path]:
+    return sorted((cache / "models").glob("*.safetensors"))
+
+
+def test_cp_digits_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "res" / "cp.json"
+    start = time.perf_counter()
+    assert main([*CP_DIGITS, "--json", str(out)]) == 0
+    seconds = time.perf_counter() - start
+    assert seconds < 30, f"cp on digits took {seconds:.1f} s"
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0].startswith("digits / mlp: accuracy")
+    for name in ("hps", "aps", "raps"):
+        row = next(line for line in lines if line.startswith(f"{name} "))
+        assert 0.8 <= float(row.split()[1]) <= 1.0
+    assert not any(line.startswith("rscp") for line in lines)
+    assert f"wrote {out}" in text
+
+    result = json.loads(out.read_text())
+    assert set(result["scores"]) == {"hps", "aps", "raps"}
+    assert result["dataset"] == "digits" and result["alpha"] == 0.1
+    assert result["n_calibration"] == 75 and result["n_test"] == 297
+    assert result["accuracy"] > 0.5
+    for row in result["scores"].values():
+        assert 0.8 <= row["coverage"] <= 1.0
+        assert 1.0 <= row["mean_size"] < 5.0
+        assert math.isfinite(row["threshold"])
+    assert len(_models(tmp_path / "cache")) == 1  # $CPOISON_CACHE is used
+
+    # a second run loads the cached model and reproduces the numbers
+    assert main([*CP_DIGITS, "--json", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert again["scores"] == result["scores"] and again["accuracy"] == result["accuracy"]
+    assert len(_models(tmp_path / "cache")) == 1
+
+
+def test_cp_with_a_calibration_set_too_small_for_alpha(
+    shared_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """75 calibration points and alpha 0.005: k = ceil(76 * 0.995) = 76 > 75, so the
+    threshold is +inf, every set is full, and the user is warned (no crash, exit 0)."""
+    with pytest.warns(UserWarning, match="too small"):
+        code = main([*CP_DIGITS, "--cache-dir", str(shared_cache), "--alpha", "0.005",
+                     "--scores", "hps", "--json", "out.json"])
+    assert code == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("hps"))
+    assert row.split()[1:] == ["1.0000", "10.000", "0.0000", "inf"]
+    result = json.loads(Path("out.json").read_text())["scores"]["hps"]
+    assert result["threshold"] == math.inf and result["full_share"] == 1.0
+
+
+def test_data_digits_prints_the_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "digits: 1500 train + 297 test images, shape (1, 8, 8), 10 classes" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["cp", "--dataset", "digits", "--alpha", "1.5"], r"alpha must be in \(0, 1\), got 1.5"),
+        (["cp", "--dataset", "digits", "--alpha", "0"], r"alpha must be in \(0, 1\), got 0"),
+        ([*CP_DIGITS, "--model", "nosuch"], "unknown model 'nosuch'; valid models are: "),
+        (["cp", "--dataset", "nosuch"], "no preset 'cpu' for dataset 'nosuch'; available: "),
+        (["data", "nosuch"], "unknown dataset 'nosuch'; choose one of: "),
+        (["cp", "--dataset", "cifar10", "--data-root", "no/such/dir"],
+         "data root 'no/such/dir' does not exist"),
+        (["data", "cifar10", "--data-root", "no/such/dir"],
+         "data root 'no/such/dir' does not exist"),
+        ([*CP_DIGITS, "--scores", "hps,nosuch"], "unknown conformal score 'nosuch'"),
+    ],
+    ids=["alpha-1.5", "alpha-0", "model", "cp-dataset", "data-dataset", "cp-data-root",
+         "data-data-root", "score"],
+)
+def test_user_errors_exit_2_with_one_line(
+    argv: list[str], message: str, shared_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--cache-dir", str(shared_cache)] if argv[0] == "cp" else argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1, captured.err
+    assert err[0].startswith("cpoison: error: ")
+    assert re.search(message, err[0]), err[0]
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_unknown_score_is_reported_before_any_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*CP_DIGITS, "--scores", "hps,nosuch"]) == 2
+    assert "unknown conformal score 'nosuch'" in capsys.readouterr().err
+    assert _models(tmp_path / "cache") == []
