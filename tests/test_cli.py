@@ -60,7 +60,7 @@ def test_cp_digits_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert result["accuracy"] > 0.5
     for row in result["scores"].values():
         assert 0.8 <= row["coverage"] <= 1.0
-        assert 1.0 <= row["mean_size"] < 5.0
+        assert 0.5 <= row["mean_size"] < 5.0  # randomized APS may give some empty sets
         assert math.isfinite(row["threshold"])
     assert len(_models(tmp_path / "cache")) == 1  # $CPOISON_CACHE is used
 
@@ -83,7 +83,8 @@ def test_cp_with_a_calibration_set_too_small_for_alpha(
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("hps"))
     assert row.split()[1:] == ["1.0000", "10.000", "0.0000", "inf"]
     result = json.loads(Path("out.json").read_text())["scores"]["hps"]
-    assert result["threshold"] == math.inf and result["full_share"] == 1.0
+    # strict JSON: the infinite threshold is written as null
+    assert result["threshold"] is None and result["full_share"] == 1.0
 
 
 def test_data_digits_prints_the_shape(capsys: pytest.CaptureFixture[str]) -> None:

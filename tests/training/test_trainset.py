@@ -112,7 +112,8 @@ def test_clean_epoch_order_is_a_seeded_permutation() -> None:
 def test_epoch_order_pairs_clean_positions_with_the_clean_run(inject: bool) -> None:
     images, labels = _pool()
     clean = TrainSet(images, labels, torch.arange(20))
-    poisoned = clean.with_poisons(torch.tensor([22, 25, 29]), torch.zeros(3, 1, 4, 4), inject)
+    ids = torch.tensor([22, 25, 29]) if inject else torch.tensor([2, 5, 9])  # white-box: in set
+    poisoned = clean.with_poisons(ids, torch.zeros(3, 1, 4, 4), inject)
     n = len(poisoned)
     c_order, c_extra = _gens(7)
     p_order, p_extra = _gens(7)

@@ -41,7 +41,8 @@ PRESETS: dict[tuple[str, str], Preset] = {
         dataset="fashion-mnist", model="resnet18", recipe=_PAPER_RECIPE,
     ),
     ("digits", "cpu"): Preset(
-        dataset="digits", model="mlp", recipe=Recipe(epochs=30, crop_padding=0, flip=False),
+        dataset="digits", model="mlp",
+        recipe=Recipe(epochs=30, lr=0.05, crop_padding=0, flip=False),
         rscp_samples=32,
     ),
     ("cifar10", "cpu"): Preset(
