@@ -67,7 +67,8 @@ def build_scorer(score: str, seed: int, rscp_samples: int) -> Scorer:
 
 def loss_data(ctx: AttackContext, scorer: Scorer, seed: int) -> LossData:
     """Fixed uniforms for randomized scores and, for underconfidence, Y_in = C(X_v) + Y_a
-    (the surrogate's sets at theta* with the attacker's threshold, SPEC 4.1)."""
+    (the surrogate's sets at theta* with the attacker's threshold, SPEC 4.1) + {y*_v}
+    (the stealth goal keeps the true label in the set even where C(X_v) was empty)."""
     gen = make_generator(derive_seed(seed, "loss-u"), ctx.device)
     cal_u = torch.rand(ctx.cal_x.shape[0], generator=gen, device=ctx.device)
     target_u = torch.rand(ctx.target_x.shape[0], generator=gen, device=ctx.device)
@@ -78,7 +79,9 @@ def loss_data(ctx: AttackContext, scorer: Scorer, seed: int) -> LossData:
             cal = cal_scores.gather(1, ctx.cal_y[:, None]).squeeze(1).sort().values
             q = cal[quantile_rank(cal.numel(), ctx.alpha) - 1]
             logits, scores = scorer(ctx.surrogate, ctx.target_x, target_u)
-        data.y_in = (scores <= q) | labels_to_add(ctx.goal, logits)
+        true = torch.zeros_like(scores, dtype=torch.bool)
+        true.scatter_(1, ctx.target_y[:, None], True)  # stealth: y*_v stays in the set
+        data.y_in = (scores <= q) | labels_to_add(ctx.goal, logits) | true
     return data
 
 

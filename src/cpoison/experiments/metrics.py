@@ -43,6 +43,8 @@ def victim_row(
         "accuracy_benign": benign.accuracy,
         "accuracy_victim": victim.accuracy,
         "target_singletons_victim": float((v["targets"].sum(1) == 1).float().mean()),
+        "target_accuracy_benign": float((benign.predictions[views.targets] == y_t).float().mean()),
+        "target_accuracy_victim": float((victim.predictions[views.targets] == y_t).float().mean()),
     }
     if views.others.numel():
         obs, ovs = mean_size(b["others"]), mean_size(v["others"])

@@ -14,7 +14,8 @@ METRICS = (
     "normalized_reduction", "consistency", "coverage_benign", "coverage_victim",
     "target_coverage_benign", "target_coverage_victim", "eval_size_benign", "eval_size_victim",
     "accuracy_benign", "accuracy_victim", "target_singletons_victim", "others_size_benign",
-    "others_size_victim", "others_reduction_ratio",
+    "others_size_victim", "others_reduction_ratio", "target_accuracy_benign",
+    "target_accuracy_victim",
 )
 KEYS = ("attack", "goal", "score", "budget", "eps", "loss", "order", "craft_score", "setting")
 
