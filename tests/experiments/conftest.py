@@ -3,16 +3,8 @@ config, reused by the output, determinism, resume and CLI tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from experiment_helpers import Run, one_thread, run_tiny
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    with one_thread():
-        yield
+from experiment_helpers import Run, run_tiny
 
 
 @pytest.fixture(scope="session")

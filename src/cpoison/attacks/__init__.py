@@ -6,6 +6,8 @@ from cpoison.attacks.conformal_attack import ConformalAttack, ConformalAttackCon
 from cpoison.attacks.context import AttackContext
 from cpoison.attacks.goals import Goal
 from cpoison.attacks.losses import LossData, relaxed_loss
+from cpoison.attacks.metapoison import MetaPoison, MetaPoisonConfig
+from cpoison.attacks.misclassification import Misclassification, MisclassificationConfig
 from cpoison.attacks.poison_set import PoisonSet
 from cpoison.attacks.random_noise import RandomNoise, RandomNoiseConfig
 from cpoison.attacks.registry import AttackConfig, attack_label, build_attack
@@ -19,6 +21,10 @@ __all__ = [
     "CraftingConfig",
     "Goal",
     "LossData",
+    "MetaPoison",
+    "MetaPoisonConfig",
+    "Misclassification",
+    "MisclassificationConfig",
     "PoisonSet",
     "RandomNoise",
     "RandomNoiseConfig",

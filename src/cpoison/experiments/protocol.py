@@ -20,11 +20,11 @@ import torch
 
 from cpoison.attacks import (
     AttackContext,
-    ConformalAttackConfig,
     PoisonSet,
     attack_label,
     build_attack,
 )
+from cpoison.attacks.registry import objective_facts
 from cpoison.data.splits import evaluation_indices, select_targets
 from cpoison.errors import ConfigError
 from cpoison.experiments.config import ExperimentConfig
@@ -134,14 +134,12 @@ def craft_or_load(
 
 def row_meta(config: ExperimentConfig, attack_config: Any, setup: RepeatSetup,
              poisons: PoisonSet, victim: int, score: str) -> dict[str, Any]:
-    ours = isinstance(attack_config, ConformalAttackConfig)
+    loss, order, craft_score = objective_facts(attack_config)
     return {
         "repeat": setup.repeat, "attack": attack_label(attack_config), "victim": victim,
         "score": score, "goal": config.goal.kind, "setting": config.setting,
         "target_class": setup.target_class, "budget": config.budget, "eps": config.eps,
-        "loss": attack_config.loss if ours else None,
-        "order": attack_config.order if ours else None,
-        "craft_score": attack_config.score if ours else None,
+        "loss": loss, "order": order, "craft_score": craft_score,
         "n_poisons": len(poisons), "n_targets": int(setup.views.targets.numel()),
         "craft_seconds": poisons.meta.get("craft_seconds"),
     }

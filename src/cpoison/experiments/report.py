@@ -27,6 +27,7 @@ COLUMNS = (
     ("normalized_reduction", "norm. red."), ("expansion_ratio", "expansion"),
     ("consistency", "consistency"), ("coverage_benign", "cov. benign"),
     ("coverage_victim", "cov. victim"), ("target_coverage_victim", "target cov. victim"),
+    ("others_reduction_ratio", "class red."),
 )
 
 
@@ -98,7 +99,9 @@ Dataset `{config['dataset']}` (preset `{config['preset']}`), {config['setting']}
 goal **{config['goal']['kind']}**, budget {config['budget']:.2%}, eps {config['eps']:.4f},
 alpha {config['alpha']}, {config['n_victims']} victims x {config['n_repeats']} repeats;
 target classes {sorted({c for r in rows for c in r['target_classes']})}.
-Figures are mean ± standard error over {se_over}.
+Figures are mean ± standard error over {se_over}. Sizes and ratios are for the targets;
+"class red." is the reduction ratio on the other test images of the target class (does the
+effect generalise beyond the crafted targets?); coverage is on the evaluation set.
 
 {table(rows)}
 

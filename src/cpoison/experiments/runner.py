@@ -68,8 +68,10 @@ def run_experiment(
         rows = store.rows()
     finally:
         store.close()
+    order = {(a, s): (i, k) for i, a in enumerate(config.labels())
+             for k, s in enumerate(config.scores)}
     summary = {
-        "rows": summarize_rows(rows),
+        "rows": sorted(summarize_rows(rows), key=lambda r: order[(r["attack"], r["score"])]),
         "environment": environment(),
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": ws.train_seconds,

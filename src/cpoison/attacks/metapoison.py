@@ -1,0 +1,241 @@
+"""MetaPoison (Huang et al., NeurIPS 2020): the "retraining-based" optimiser of the paper's
+Table 2 (SPEC 5.3), here with the conformal objective l2 (SPEC 4.2) as adversarial loss.
+
+Each craft step, for every surrogate:
+
+1. unroll ``unroll_steps`` (K) plain SGD steps (lr ``unroll_lr``) from the surrogate's
+   weights, each on a fresh clean mini-batch of ``batch_size`` images of the attacker's
+   training fold plus all the poisons ``x_p + delta_p`` (mean cross-entropy over the joint
+   batch). The parameters are plain tensors passed through
+   :func:`torch.func.functional_call`, and the inner gradients are taken with
+   ``create_graph=True``, so the unrolled weights are differentiable functions of delta;
+2. evaluate l2 (:func:`~cpoison.attacks.losses.relaxed_loss`, calibration fold and targets,
+   score ``score``) at the unrolled weights.
+
+The mean of l2 over the surrogates is back-propagated to delta; delta takes a signed-Adam step
+(lr ``lr * eps``, decayed x0.1 at 3/8, 5/8 and 7/8 of the steps, as in SPEC 5.1) and is
+projected onto the eps-ball and onto [0, 1]. delta starts at zero (the clean bases), so the
+recorded ``l2_start`` is the objective of the clean bases.
+
+Staggered surrogates. MetaPoison crafts against an ensemble of surrogates at different epochs
+of training so that the poisons work at every stage of the victim's training. Here the last
+surrogate is ``ctx.surrogate`` (fully trained) and the other ``n_surrogates - 1`` are
+snapshots of one fresh run of the same architecture (weights re-initialised from the seed)
+trained on the attacker's training fold with :func:`cpoison.training.train_model`, one epoch
+at a time (constant lr ``stagger_lr``, momentum 0.9, weight decay 5e-4, batch ``batch_size``,
+crop and flip augmentation), snapshotted after ``round(stagger_epochs * i / (n - 1))``
+epochs, i = 1..n-1. Unlike the original, the surrogates are not trained further during
+crafting (their weights stay fixed across craft steps), which keeps the objective a fixed
+function of delta and the cost at ``stagger_epochs`` epochs of one run.
+
+BatchNorm: the unroll uses the surrogates in eval mode, i.e. their running statistics
+(buffers) normalise every batch and are never updated; only trainable parameters move.
+
+``unroll_lr`` defaults to 0.1, the effective step lr / (1 - momentum) = 0.01 / 0.1 of the
+SPEC 6 victim recipe: the unroll is plain SGD without a momentum state, so this is the step
+size the victim actually takes once its momentum has built up.
+
+Memory: every unrolled step holds a second-order graph over ``batch_size + P`` images, so the
+cost is about 2K + 1 forward-backward passes per surrogate and craft step.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from cpoison.attacks.base import Attack
+from cpoison.attacks.conformal_attack import build_scorer, loss_data
+from cpoison.attacks.context import AttackContext
+from cpoison.attacks.losses import relaxed_loss
+from cpoison.attacks.poison_set import PoisonSet
+from cpoison.seeding import derive_seed, make_generator
+from cpoison.training import Recipe, TrainSet, train_model
+from cpoison.training.augment import augment
+
+log = logging.getLogger(__name__)
+
+
+class MetaPoisonConfig(BaseModel):
+    """Settings of MetaPoison (``name: metapoison`` in experiment configs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["metapoison"] = "metapoison"
+    label: str | None = None
+    unroll_steps: int = Field(2, ge=1, description="K: SGD steps unrolled per craft step")
+    craft_steps: int = Field(60, ge=1, description="signed-Adam steps on delta")
+    lr: float = Field(0.1, gt=0, description="signed-Adam step in units of eps")
+    unroll_lr: float = Field(
+        0.1, gt=0, description="SGD lr of the unroll (default: the victim recipe's effective "
+        "step 0.01 / (1 - 0.9))")
+    batch_size: int = Field(128, ge=1, description="clean images mixed with the poisons in "
+                            "each unrolled step (and the staggered surrogates' batch size)")
+    n_surrogates: int = Field(2, ge=1, description="ctx.surrogate plus n - 1 staggered ones")
+    stagger_epochs: int = Field(2, ge=1, description="epochs of the latest staggered snapshot")
+    stagger_lr: float = Field(0.01, gt=0, description="SGD lr of the staggered training run")
+    score: str = Field("hps", description="score inside l2: hps, aps, raps or rscp")
+    rscp_samples: int = Field(8, ge=1, description="noise draws of RSCP inside the loss")
+    augment: bool = Field(False, description="differentiable crop/flip of the unroll batches")
+    crop_padding: int = Field(2, ge=0)
+    flip: bool = True
+
+
+class _Unrolled(nn.Module):
+    """``module`` evaluated with the parameter tensors ``params`` (and its own buffers)."""
+
+    def __init__(self, module: nn.Module, params: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.module = module
+        self.params = params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, self.params, (x,), strict=False)
+
+
+def _float_images(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device)
+    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+
+
+def _uint8_images(x: torch.Tensor) -> torch.Tensor:
+    """The attacker's training images as uint8 (what :class:`TrainSet` stores)."""
+    if x.dtype == torch.uint8:
+        return x.cpu()
+    return (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def snapshot_epochs(n_surrogates: int, stagger_epochs: int) -> list[int]:
+    """Epochs at which the fresh run is snapshotted (one per staggered surrogate)."""
+    n = n_surrogates - 1
+    return [max(1, round(stagger_epochs * i / n)) for i in range(1, n + 1)] if n > 0 else []
+
+
+def staggered_surrogates(
+    ctx: AttackContext, config: MetaPoisonConfig, seed: int
+) -> list[tuple[str, nn.Module]]:
+    """(name, model) pairs: snapshots of a fresh run at :func:`snapshot_epochs`, then
+    ``ctx.surrogate`` ("trained"). All in eval mode."""
+    epochs = snapshot_epochs(config.n_surrogates, config.stagger_epochs)
+    out: list[tuple[str, nn.Module]] = []
+    if epochs and ctx.train_x.shape[0] > 0:
+        fresh = copy.deepcopy(ctx.surrogate).cpu()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "stagger-init"))
+            for module in fresh.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        data = TrainSet(_uint8_images(ctx.train_x), ctx.train_y.cpu(),
+                        torch.arange(ctx.train_x.shape[0]))
+        recipe = Recipe(epochs=1, batch_size=config.batch_size, lr=config.stagger_lr,
+                        milestones=(), crop_padding=config.crop_padding, flip=config.flip)
+        done = 0
+        for epoch in sorted(set(epochs)):
+            while done < epoch:
+                train_model(fresh, data, recipe, derive_seed(seed, "stagger-epoch", done),
+                            ctx.device, progress=ctx.progress, desc=f"stagger e{done + 1}")
+                done += 1
+            out.append((f"epoch{epoch}", copy.deepcopy(fresh).eval()))
+    out.append(("trained", ctx.surrogate))
+    for _, model in out:
+        model.eval()
+    return out
+
+
+class MetaPoison(Attack):
+    """Unrolled-SGD (meta-learning) poisoning toward the relaxed conformal loss l2."""
+
+    def __init__(self, config: MetaPoisonConfig) -> None:
+        self.config = config
+        self.name = config.name
+
+    def objective(
+        self, ctx: AttackContext, seed: int
+    ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+        """``fn(delta, gen)``: mean over the surrogates of l2 after the K-step unroll on
+        clean mini-batches (drawn from ``gen``) plus the poisons ``bases + delta``."""
+        cfg = self.config
+        scorer = build_scorer(cfg.score, seed, cfg.rscp_samples)
+        data = loss_data(ctx, scorer, seed)
+        surrogates = staggered_surrogates(ctx, cfg, seed)
+        n_train = ctx.train_x.shape[0]
+        batch = min(cfg.batch_size, n_train)
+
+        def unrolled_l2(model: nn.Module, poisons: torch.Tensor,
+                        gen: torch.Generator) -> torch.Tensor:
+            names = [n for n, p in model.named_parameters() if p.requires_grad]
+            params = {n: p.detach().requires_grad_(True)
+                      for n, p in model.named_parameters() if p.requires_grad}
+            net = _Unrolled(model, params)
+            for _ in range(cfg.unroll_steps):
+                pick = torch.randperm(n_train, generator=gen)[:batch]
+                x = torch.cat([_float_images(ctx.train_x[pick], ctx.device), poisons])
+                y = torch.cat([ctx.train_y[pick].to(ctx.device), ctx.base_labels])
+                if cfg.augment:
+                    x = augment(x, cfg.crop_padding, cfg.flip, gen)
+                loss = F.cross_entropy(net(x), y)
+                grads = torch.autograd.grad(loss, [params[n] for n in names],
+                                            create_graph=True, allow_unused=True)
+                params = {n: params[n] - cfg.unroll_lr * g if g is not None else params[n]
+                          for n, g in zip(names, grads)}
+                net = _Unrolled(model, params)
+            return relaxed_loss(net, scorer, ctx.goal, data, ctx.alpha)
+
+        def fn(delta: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            poisons = (ctx.bases + delta).clamp(0, 1)
+            total = sum(unrolled_l2(m, poisons, gen) for _, m in surrogates)
+            return total / len(surrogates)
+
+        return fn
+
+    def craft(self, ctx: AttackContext) -> PoisonSet:
+        cfg = self.config
+        seed = derive_seed(ctx.seed, "metapoison")
+        objective = self.objective(ctx, seed)
+        eps, bases = ctx.eps, ctx.bases
+
+        def evaluate(delta: torch.Tensor) -> float:
+            # Fixed clean batches (CPU generator: randperm indexes the CPU training fold).
+            with torch.enable_grad():
+                return float(objective(delta, make_generator(derive_seed(seed, "eval"))))
+
+        l2_start = evaluate(torch.zeros_like(bases))
+        delta = torch.zeros_like(bases, requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=cfg.lr * eps)
+        decay_at = {round(cfg.craft_steps * f) for f in (3 / 8, 5 / 8, 7 / 8)}
+        gen = make_generator(derive_seed(seed, "batches"))
+        history: list[float] = []
+        bar = tqdm(range(cfg.craft_steps), desc="metapoison", disable=not ctx.progress,
+                   leave=False)
+        for step in bar:
+            if step in decay_at:
+                for group in opt.param_groups:
+                    group["lr"] *= 0.1
+            opt.zero_grad(set_to_none=True)
+            loss = objective(delta, gen)
+            loss.backward()
+            assert delta.grad is not None
+            delta.grad.sign_()
+            opt.step()
+            with torch.no_grad():
+                delta.clamp_(-eps, eps)
+                delta.copy_((bases + delta).clamp(0, 1) - bases)
+            history.append(float(loss.detach()))
+            bar.set_postfix(l2=f"{history[-1]:.3f}")
+        final = delta.detach()
+        l2_final = evaluate(final)
+        log.info("metapoison: %d poisons, l2 after a %d-step unroll %.4f -> %.4f",
+                 bases.shape[0], cfg.unroll_steps, l2_start, l2_final)
+        meta = {"attack": self.name, "l2_start": l2_start, "l2_final": l2_final,
+                "steps": cfg.craft_steps, "l2_history": history,
+                "surrogates": snapshot_epochs(cfg.n_surrogates, cfg.stagger_epochs)}
+        return PoisonSet(ctx.base_ids, final.cpu(), ctx.inject, meta)
