@@ -45,7 +45,8 @@ def train_model(
 ) -> nn.Module:
     """Train ``model`` in place on ``data`` with ``recipe``; returns it in eval mode."""
     device = torch.device(device)
-    model.to(device).train()
+    fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=fmt).train()
     opt = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -70,7 +71,7 @@ def train_model(
         total, count = 0.0, 0
         for start in range(0, n, recipe.batch_size):
             x, y = data.load(perm[start : start + recipe.batch_size], device)
-            x = augment(x, recipe.crop_padding, recipe.flip, aug_gen)
+            x = augment(x, recipe.crop_padding, recipe.flip, aug_gen).contiguous(memory_format=fmt)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -81,7 +82,7 @@ def train_model(
         sched.step()
         bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
     bar.close()
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
 
 
 @torch.no_grad()
