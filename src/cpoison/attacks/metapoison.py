@@ -206,7 +206,7 @@ class MetaPoison(Attack):
         def evaluate(delta: torch.Tensor) -> float:
             # Fixed clean batches (CPU generator: randperm indexes the CPU training fold).
             with torch.enable_grad():
-                return float(objective(delta, make_generator(derive_seed(seed, "eval"))))
+                return float(objective(delta, make_generator(derive_seed(seed, "eval"))).detach())
 
         l2_start = evaluate(torch.zeros_like(bases))
         delta = torch.zeros_like(bases, requires_grad=True)
@@ -237,5 +237,5 @@ class MetaPoison(Attack):
                  bases.shape[0], cfg.unroll_steps, l2_start, l2_final)
         meta = {"attack": self.name, "l2_start": l2_start, "l2_final": l2_final,
                 "steps": cfg.craft_steps, "l2_history": history,
-                "surrogates": snapshot_epochs(cfg.n_surrogates, cfg.stagger_epochs)}
+                "snapshot_epochs": snapshot_epochs(cfg.n_surrogates, cfg.stagger_epochs)}
         return PoisonSet(ctx.base_ids, final.cpu(), ctx.inject, meta)
