@@ -64,12 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cache_dir(args: argparse.Namespace) -> Path | None:
-    from cpoison.training import default_cache_dir
-
-    if args.no_cache:
-        return None
-    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+def _cache(args: argparse.Namespace) -> dict[str, object]:
+    """Model-cache keyword arguments of Workspace.open / run_experiment from the flags."""
+    return {"cache_dir": Path(args.cache_dir) if args.cache_dir else None,
+            "use_cache": not args.no_cache}
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -97,7 +95,7 @@ def _cmd_cp(args: argparse.Namespace) -> int:
     if args.model and args.model != preset.model:
         preset = preset.model_copy(update={"model": args.model, "model_kwargs": {}})
     ws = Workspace.open(preset, seed=args.seed, data_root=args.data_root,
-                        cache_dir=_cache_dir(args), device=args.device, progress=not args.quiet)
+                        **_cache(args), device=args.device, progress=not args.quiet)
     result = run_cp_baseline(ws, alpha=args.alpha, seed=args.seed, scores=scores,
                              rscp=not args.no_rscp)
     print(f"{result['dataset']} / {result['model']}: accuracy {result['accuracy']:.4f}, "
@@ -118,7 +116,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     from cpoison.experiments.runner import run_from_config
 
     run_from_config(args.config, args.overrides, args.out, data_root=args.data_root,
-                    cache_dir=_cache_dir(args), device=args.device, progress=not args.quiet)
+                    **_cache(args), device=args.device, progress=not args.quiet)
     return 0
 
 
@@ -126,7 +124,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from cpoison.experiments.runner import demo_config_path, run_from_config
 
     config = args.config or demo_config_path()
-    run_from_config(config, [], args.out, data_root=args.data_root, cache_dir=_cache_dir(args),
+    run_from_config(config, [], args.out, data_root=args.data_root, **_cache(args),
                     device=args.device, progress=not args.quiet)
     return 0
 

@@ -45,6 +45,9 @@ class ExperimentConfig(BaseModel):
     budget: float = Field(0.02, gt=0, le=1, description="#poisons / |victim train|")
     eps: float = Field(16 / 255, gt=0, le=1, description="L-inf bound (accepts '16/255')")
     poison_class: Literal["target", "random"] = "target"
+    poison_selection: Literal["random", "nearest"] = Field(
+        "random", description="random: uniform among eligible images; nearest: for each "
+        "target in turn, the eligible image closest to it in the surrogate's features")
     n_victims: int = Field(8, ge=1)
     n_repeats: int = Field(1, ge=1)
     attacks: tuple[AttackConfig, ...] = Field(..., min_length=1)

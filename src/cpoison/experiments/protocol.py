@@ -49,10 +49,15 @@ class RepeatSetup:
 
 
 def choose_bases(
-    ws: Workspace, config: ExperimentConfig, target_class: int, seed: int
+    ws: Workspace, config: ExperimentConfig, target_class: int, seed: int,
+    surrogate: torch.nn.Module | None = None, target_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Poison base ids (SPEC 2): ``budget * |victim train|`` images of the target class (or of
-    random classes) from the attacker's data (black-box) or the victim's (white-box)."""
+    random classes) from the attacker's data (black-box) or the victim's (white-box).
+
+    ``poison_selection='nearest'`` (an option beside SPEC 2's random draw) takes, round robin
+    over the targets, each target's nearest eligible image by cosine similarity of the
+    surrogate's penultimate features; it needs ``surrogate`` and ``target_ids``."""
     split, labels = ws.split, ws.dataset.train_labels
     pool = split.attacker_train if config.setting == "black-box" else split.victim_train
     n_poisons = round(config.budget * split.victim_train.numel())
@@ -67,8 +72,40 @@ def choose_bases(
             f"{'attacker' if config.setting == 'black-box' else 'victim'} pool has only "
             f"{pool.numel()} eligible images (poison_class={config.poison_class!r})"
         )
+    if config.poison_selection == "nearest":
+        if surrogate is None or target_ids is None:
+            raise ValueError("nearest base selection needs the surrogate and the targets")
+        return nearest_bases(ws, surrogate, pool, target_ids, n_poisons)
     gen = make_generator(derive_seed(seed, "bases"))
     return pool[torch.randperm(pool.numel(), generator=gen)[:n_poisons]].sort().values
+
+
+@torch.no_grad()
+def nearest_bases(
+    ws: Workspace, surrogate: torch.nn.Module, pool: torch.Tensor, target_ids: torch.Tensor,
+    n_poisons: int,
+) -> torch.Tensor:
+    """``n_poisons`` distinct pool ids: target 1's nearest image, target 2's, ..., then each
+    target's second nearest, and so on (cosine similarity of surrogate features)."""
+    ds = ws.dataset
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        feats = [surrogate.features(images[s:s + 1024].to(ws.device).float().div(255))
+                 for s in range(0, images.shape[0], 1024)]
+        return torch.nn.functional.normalize(torch.cat(feats).float().cpu(), dim=1)
+
+    ranking = (features(ds.test_images[target_ids]) @ features(ds.train_images[pool]).T)
+    ranking = ranking.argsort(dim=1, descending=True)  # [V, |pool|]
+    taken = torch.zeros(pool.numel(), dtype=torch.bool)
+    chosen: list[int] = []
+    for column in ranking.T:  # rank r of every target, targets in order
+        for j in column.tolist():
+            if not taken[j]:
+                taken[j] = True
+                chosen.append(j)
+                if len(chosen) == n_poisons:
+                    return pool[torch.tensor(chosen)].sort().values
+    return pool[torch.tensor(chosen)].sort().values
 
 
 def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int) -> RepeatSetup:
@@ -89,7 +126,7 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int) -> Repeat
     targets, others = select_targets(ds.test_labels, target_class, config.targets.n_targets,
                                      seed, correct)
     views = EvalViews(targets, others, evaluation_indices(ds.test_labels.numel(), targets))
-    base_ids = choose_bases(ws, config, target_class, seed)
+    base_ids = choose_bases(ws, config, target_class, seed, surrogate, targets)
     dev = ws.device
 
     def images(idx: torch.Tensor, source: torch.Tensor) -> torch.Tensor:

@@ -51,8 +51,11 @@ def run_experiment(
     cache_dir: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
-    """Run or resume ``config`` into ``out``; returns the summary written to summary.json."""
+    """Run or resume ``config`` into ``out``; returns the summary written to summary.json.
+    Models come from the model cache (``cache_dir``, default ``$CPOISON_CACHE``) unless
+    ``use_cache`` is False."""
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +64,8 @@ def run_experiment(
     if config.victim_model and config.victim_model != preset.model:
         preset = preset.model_copy(update={"model": config.victim_model, "model_kwargs": {}})
     ws = Workspace.open(preset, seed=config.seed, setting=config.setting, data_root=data_root,
-                        cache_dir=cache_dir, device=device, progress=progress)
+                        cache_dir=cache_dir, device=device, progress=progress,
+                        use_cache=use_cache)
     store = ResultStore(out / "results.sqlite")
     try:
         run_protocol(ws, config, out, store)

@@ -22,6 +22,7 @@ from cpoison.training import (
     TrainSet,
     build_seeded_model,
     cache_key,
+    default_cache_dir,
     predict_logits,
     tensor_digest,
     train_model,
@@ -52,13 +53,19 @@ class Workspace:
         cache_dir: str | Path | None = None,
         device: str | None = None,
         progress: bool = True,
+        use_cache: bool = True,
     ) -> Workspace:
+        """``cache_dir`` None means the default model cache (``$CPOISON_CACHE`` or
+        ``~/.cache/cpoison``); ``use_cache=False`` trains every model afresh."""
         dataset = load_dataset(preset.dataset, root=data_root, seed=seed)
         split = make_split(
             dataset.train_labels.numel(), seed, victim_size=preset.victim_size,
             attacker_size=preset.attacker_size, setting=setting,  # type: ignore[arg-type]
         )
-        return cls(dataset, preset, split, get_device(device), ModelCache(cache_dir), progress)
+        if use_cache and cache_dir is None:
+            cache_dir = default_cache_dir()
+        cache = ModelCache(cache_dir if use_cache else None)
+        return cls(dataset, preset, split, get_device(device), cache, progress)
 
     def build(self, seed: int, arch: str | None = None, **kwargs: object) -> nn.Module:
         """A freshly initialised model of the preset's (or ``arch``'s) architecture."""
