@@ -17,7 +17,8 @@ from cpoison.attacks.registry import attack_label, objective_facts
 from cpoison.experiments.config import validate_config
 from cpoison.models import build_model
 
-CONFIG = MetaPoisonConfig(craft_steps=40, batch_size=64)
+# Fixed ensemble (no retraining), so that l2 before and after crafting compare like with like.
+CONFIG = MetaPoisonConfig(craft_steps=40, batch_size=64, n_surrogates=2, retrain_steps=0)
 
 
 def unroll(model: nn.Module, ctx, x: torch.Tensor, steps: int, lr: float, seed: int,
@@ -92,10 +93,10 @@ def test_deterministic_for_a_seed(digits):
 
 def test_staggered_surrogates_are_snapshots_at_increasing_epochs(digits):
     assert snapshot_epochs(1, 2) == []
-    assert snapshot_epochs(2, 2) == [2]
-    assert snapshot_epochs(3, 4) == [2, 4]
+    assert snapshot_epochs(2, 2) == [1]
+    assert snapshot_epochs(4, 6) == [2, 3, 4]  # a quarter, half, three quarters of the run
     ctx = make_context(digits)
-    cfg = MetaPoisonConfig(n_surrogates=3, stagger_epochs=2, batch_size=64)
+    cfg = MetaPoisonConfig(n_surrogates=3, stagger_epochs=3, batch_size=64)
     models = staggered_surrogates(ctx, cfg, seed=0)
     assert [name for name, _ in models] == ["epoch1", "epoch2", "trained"]
     assert models[-1][1] is ctx.surrogate
@@ -105,6 +106,25 @@ def test_staggered_surrogates_are_snapshots_at_increasing_epochs(digits):
     # Fresh weights trained for 1 and 2 epochs: distinct models, less fitted than the surrogate.
     assert not torch.equal(models[0][1].head.weight, models[1][1].head.weight)
     assert acc[0] < acc[2] and acc[1] < acc[2], acc
+
+
+def test_staggered_snapshots_keep_training_while_crafting(digits):
+    """The retraining of MetaPoison: the staggered snapshots take SGD steps on clean data plus
+    the poisons after every craft step; the fully trained surrogate is never modified."""
+    ctx = make_context(digits, n_bases=8)
+    attack = MetaPoison(MetaPoisonConfig(craft_steps=3, batch_size=32, n_surrogates=2,
+                                         stagger_epochs=1))
+    models = staggered_surrogates(ctx, attack.config, seed=0)
+    snapshot = models[0][1]
+    before = copy.deepcopy(snapshot.state_dict())
+    attack.retrain(ctx, [snapshot], ctx.bases, torch.Generator().manual_seed(0))
+    moved = [not torch.equal(v, before[k]) for k, v in snapshot.state_dict().items()]
+    assert any(moved)
+    assert not snapshot.training
+    idle = MetaPoison(attack.config.model_copy(update={"retrain_steps": 0}))
+    first = idle.craft(make_context(digits, n_bases=8))
+    second = attack.craft(make_context(digits, n_bases=8))
+    assert not torch.equal(first.delta, second.delta)  # retraining changes the objective
 
 
 def test_batchnorm_statistics_are_frozen_in_the_unroll(digits):
@@ -131,7 +151,7 @@ def test_selectable_from_an_experiment_config():
     config = validate_config(raw)
     first, second = config.attacks
     assert isinstance(first, MetaPoisonConfig)
-    assert (first.craft_steps, first.unroll_steps, first.n_surrogates) == (10, 3, 2)
+    assert (first.craft_steps, first.unroll_steps, first.n_surrogates) == (10, 3, 4)
     assert config.labels() == ["metapoison", "mp-aps"]
     assert attack_label(second) == "mp-aps"
     assert isinstance(build_attack(first), MetaPoison)

@@ -37,6 +37,7 @@ class AttackContext:
     seed: int
     device: torch.device
     progress: bool = True
+    surrogate_epochs: int | None = None  # length of the surrogate's training run
 
     @property
     def num_classes(self) -> int:

@@ -15,18 +15,25 @@ Each craft step, for every surrogate:
 The mean of l2 over the surrogates is back-propagated to delta; delta takes a signed-Adam step
 (lr ``lr * eps``, decayed x0.1 at 3/8, 5/8 and 7/8 of the steps, as in SPEC 5.1) and is
 projected onto the eps-ball and onto [0, 1]. delta starts at zero (the clean bases), so the
-recorded ``l2_start`` is the objective of the clean bases.
+recorded ``l2_start`` is the objective of the clean bases (on the ensemble as crafting
+left it, like ``l2_final``).
 
 Staggered surrogates. MetaPoison crafts against an ensemble of surrogates at different epochs
-of training so that the poisons work at every stage of the victim's training. Here the last
-surrogate is ``ctx.surrogate`` (fully trained) and the other ``n_surrogates - 1`` are
-snapshots of one fresh run of the same architecture (weights re-initialised from the seed)
-trained on the attacker's training fold with :func:`cpoison.training.train_model`, one epoch
-at a time (constant lr ``stagger_lr``, momentum 0.9, weight decay 5e-4, batch ``batch_size``,
-crop and flip augmentation), snapshotted after ``round(stagger_epochs * i / (n - 1))``
-epochs, i = 1..n-1. Unlike the original, the surrogates are not trained further during
-crafting (their weights stay fixed across craft steps), which keeps the objective a fixed
-function of delta and the cost at ``stagger_epochs`` epochs of one run.
+of training so that the poisons work at every stage of the victim's training, and keeps
+training those surrogates while it crafts (the "retraining" whose cost the paper's Table 2
+compares with the closed-form updates). Here the last surrogate is ``ctx.surrogate`` (fully
+trained, never modified) and the other ``n_surrogates - 1`` are snapshots of one fresh run of
+the same architecture (weights re-initialised from the seed) trained on the attacker's
+training fold with :func:`cpoison.training.train_model`, one epoch at a time (constant lr
+``stagger_lr``, momentum 0.9, weight decay 5e-4, batch ``batch_size``, crop and flip
+augmentation), snapshotted after ``round(E * i / n)`` epochs, i = 1..n-1, E =
+``stagger_epochs`` (default: the epochs of the surrogate's own recipe), i.e. spread evenly over
+the training run. After every craft step each staggered snapshot takes ``retrain_steps`` plain
+SGD steps (lr ``stagger_lr``) on a clean mini-batch plus the current poisons, as in the
+original, so the ensemble moves along training with the poisons in its data. The original
+uses 24 staggered models and resets a model once it reaches the last epoch; the default here
+is 3 snapshots plus the trained surrogate, without resets (60 craft steps advance a snapshot
+by about one epoch of a 6,000-image fold).
 
 BatchNorm: the unroll uses the surrogates in eval mode, i.e. their running statistics
 (buffers) normalise every batch and are never updated; only trainable parameters move.
@@ -80,8 +87,12 @@ class MetaPoisonConfig(BaseModel):
         "step 0.01 / (1 - 0.9))")
     batch_size: int = Field(128, ge=1, description="clean images mixed with the poisons in "
                             "each unrolled step (and the staggered surrogates' batch size)")
-    n_surrogates: int = Field(2, ge=1, description="ctx.surrogate plus n - 1 staggered ones")
-    stagger_epochs: int = Field(2, ge=1, description="epochs of the latest staggered snapshot")
+    n_surrogates: int = Field(4, ge=1, description="ctx.surrogate plus n - 1 staggered ones")
+    stagger_epochs: int | None = Field(
+        None, ge=1, description="E: length of the run the snapshots are spread over (None: "
+        "the surrogate recipe's epochs)")
+    retrain_steps: int = Field(1, ge=0, description="SGD steps of every staggered snapshot "
+                               "on clean data plus the poisons after each craft step")
     stagger_lr: float = Field(0.01, gt=0, description="SGD lr of the staggered training run")
     score: str = Field("hps", description="score inside l2: hps, aps, raps or rscp")
     rscp_samples: int = Field(8, ge=1, description="noise draws of RSCP inside the loss")
@@ -115,9 +126,16 @@ def _uint8_images(x: torch.Tensor) -> torch.Tensor:
 
 
 def snapshot_epochs(n_surrogates: int, stagger_epochs: int) -> list[int]:
-    """Epochs at which the fresh run is snapshotted (one per staggered surrogate)."""
-    n = n_surrogates - 1
-    return [max(1, round(stagger_epochs * i / n)) for i in range(1, n + 1)] if n > 0 else []
+    """Epochs at which the fresh run is snapshotted (one per staggered surrogate): spread
+    evenly over a run of ``stagger_epochs``, the fully trained surrogate being the last."""
+    n = n_surrogates
+    return [max(1, round(stagger_epochs * i / n)) for i in range(1, n)]
+
+
+def stagger_length(ctx: AttackContext, config: MetaPoisonConfig) -> int:
+    if config.stagger_epochs is not None:
+        return config.stagger_epochs
+    return ctx.surrogate_epochs or 2
 
 
 def staggered_surrogates(
@@ -125,7 +143,7 @@ def staggered_surrogates(
 ) -> list[tuple[str, nn.Module]]:
     """(name, model) pairs: snapshots of a fresh run at :func:`snapshot_epochs`, then
     ``ctx.surrogate`` ("trained"). All in eval mode."""
-    epochs = snapshot_epochs(config.n_surrogates, config.stagger_epochs)
+    epochs = snapshot_epochs(config.n_surrogates, stagger_length(ctx, config))
     out: list[tuple[str, nn.Module]] = []
     if epochs and ctx.train_x.shape[0] > 0:
         fresh = copy.deepcopy(ctx.surrogate).cpu()
@@ -139,12 +157,13 @@ def staggered_surrogates(
         recipe = Recipe(epochs=1, batch_size=config.batch_size, lr=config.stagger_lr,
                         milestones=(), crop_padding=config.crop_padding, flip=config.flip)
         done = 0
-        for epoch in sorted(set(epochs)):
+        for i, epoch in enumerate(epochs):
             while done < epoch:
                 train_model(fresh, data, recipe, derive_seed(seed, "stagger-epoch", done),
                             ctx.device, progress=ctx.progress, desc=f"stagger e{done + 1}")
                 done += 1
-            out.append((f"epoch{epoch}", copy.deepcopy(fresh).eval()))
+            name = f"epoch{epoch}" if epochs.count(epoch) == 1 else f"epoch{epoch}-{i}"
+            out.append((name, copy.deepcopy(fresh).eval()))
     out.append(("trained", ctx.surrogate))
     for _, model in out:
         model.eval()
@@ -159,14 +178,13 @@ class MetaPoison(Attack):
         self.name = config.name
 
     def objective(
-        self, ctx: AttackContext, seed: int
+        self, ctx: AttackContext, seed: int, surrogates: list[tuple[str, nn.Module]]
     ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
-        """``fn(delta, gen)``: mean over the surrogates of l2 after the K-step unroll on
+        """``fn(delta, gen)``: mean over ``surrogates`` of l2 after the K-step unroll on
         clean mini-batches (drawn from ``gen``) plus the poisons ``bases + delta``."""
         cfg = self.config
         scorer = build_scorer(cfg.score, seed, cfg.rscp_samples)
         data = loss_data(ctx, scorer, seed)
-        surrogates = staggered_surrogates(ctx, cfg, seed)
         n_train = ctx.train_x.shape[0]
         batch = min(cfg.batch_size, n_train)
 
@@ -197,10 +215,34 @@ class MetaPoison(Attack):
 
         return fn
 
+    def retrain(self, ctx: AttackContext, models: list[nn.Module], poisons: torch.Tensor,
+                gen: torch.Generator) -> None:
+        """``retrain_steps`` SGD steps of each staggered snapshot on a clean mini-batch plus
+        the current poisons (train mode, so BatchNorm statistics move as in training)."""
+        cfg = self.config
+        n_train = ctx.train_x.shape[0]
+        batch = min(cfg.batch_size, n_train)
+        for model in models:
+            model.train()
+            params = [p for p in model.parameters() if p.requires_grad]
+            for _ in range(cfg.retrain_steps):
+                pick = torch.randperm(n_train, generator=gen)[:batch]
+                x = torch.cat([_float_images(ctx.train_x[pick], ctx.device), poisons])
+                y = torch.cat([ctx.train_y[pick].to(ctx.device), ctx.base_labels])
+                grads = torch.autograd.grad(F.cross_entropy(model(x), y), params,
+                                            allow_unused=True)
+                with torch.no_grad():
+                    for p, g in zip(params, grads):
+                        if g is not None:
+                            p.sub_(cfg.stagger_lr * g)
+            model.eval()
+
     def craft(self, ctx: AttackContext) -> PoisonSet:
         cfg = self.config
         seed = derive_seed(ctx.seed, "metapoison")
-        objective = self.objective(ctx, seed)
+        surrogates = staggered_surrogates(ctx, cfg, seed)
+        staggered = [m for _, m in surrogates if m is not ctx.surrogate]
+        objective = self.objective(ctx, seed, surrogates)
         eps, bases = ctx.eps, ctx.bases
 
         def evaluate(delta: torch.Tensor) -> float:
@@ -208,7 +250,6 @@ class MetaPoison(Attack):
             with torch.enable_grad():
                 return float(objective(delta, make_generator(derive_seed(seed, "eval"))).detach())
 
-        l2_start = evaluate(torch.zeros_like(bases))
         delta = torch.zeros_like(bases, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=cfg.lr * eps)
         decay_at = {round(cfg.craft_steps * f) for f in (3 / 8, 5 / 8, 7 / 8)}
@@ -229,13 +270,16 @@ class MetaPoison(Attack):
             with torch.no_grad():
                 delta.clamp_(-eps, eps)
                 delta.copy_((bases + delta).clamp(0, 1) - bases)
+            if cfg.retrain_steps and staggered:
+                self.retrain(ctx, staggered, (bases + delta.detach()).clamp(0, 1), gen)
             history.append(float(loss.detach()))
             bar.set_postfix(l2=f"{history[-1]:.3f}")
         final = delta.detach()
-        l2_final = evaluate(final)
+        # Both on the ensemble as crafting left it and on the same fixed clean batches.
+        l2_start, l2_final = evaluate(torch.zeros_like(bases)), evaluate(final)
         log.info("metapoison: %d poisons, l2 after a %d-step unroll %.4f -> %.4f",
                  bases.shape[0], cfg.unroll_steps, l2_start, l2_final)
         meta = {"attack": self.name, "l2_start": l2_start, "l2_final": l2_final,
                 "steps": cfg.craft_steps, "l2_history": history,
-                "snapshot_epochs": snapshot_epochs(cfg.n_surrogates, cfg.stagger_epochs)}
+                "snapshot_epochs": snapshot_epochs(cfg.n_surrogates, stagger_length(ctx, cfg))}
         return PoisonSet(ctx.base_ids, final.cpu(), ctx.inject, meta)

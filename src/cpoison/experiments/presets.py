@@ -25,7 +25,7 @@ class Preset(BaseModel):
     model_kwargs: dict[str, object] = Field(default_factory=dict)
     recipe: Recipe = Recipe()
     rscp_samples: int = 256
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256
 
 
 _CPU_RECIPE = Recipe(epochs=6, batch_size=128, milestones=(0.5, 0.8), crop_padding=2, flip=True)

@@ -145,7 +145,7 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int) -> Repeat
         train_x=ds.train_images[split.attacker_train],
         train_y=ds.train_labels[split.attacker_train],
         goal=config.goal, alpha=config.alpha, eps=config.eps, seed=seed, device=dev,
-        progress=ws.progress,
+        progress=ws.progress, surrogate_epochs=ws.preset.recipe.epochs,
     )
     return RepeatSetup(repeat, seed, target_class, views, ctx)
 

