@@ -86,6 +86,7 @@ def train_model(
 
 
 def has_convolutions(model: nn.Module) -> bool:
+    """Whether ``model`` holds a 2-d convolution (and so profits from channels_last)."""
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
