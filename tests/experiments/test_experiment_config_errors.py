@@ -86,3 +86,20 @@ def test_budget_larger_than_the_target_class_pool_is_refused(reference_run, tmp_
     with pytest.raises(ConfigError, match=r"budget 0\.5 needs 338 poisons"), one_thread():
         run_experiment(tiny_config(budget=0.5), tmp_path / "out",
                        cache_dir=reference_run.cache, progress=False)
+
+
+def test_results_written_before_a_new_setting_existed_still_resume(reference_run, tmp_path):
+    """A stored resolved config that lacks a setting added later (so it takes its default)
+    is the same config: the run resumes instead of refusing the folder."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference_run.out, out)
+    stored = yaml.safe_load((out / "config.resolved.yaml").read_text())
+    del stored["poison_selection"]
+    (out / "config.resolved.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    before = stored_rows(out)
+    with one_thread():
+        run_experiment(tiny_config(), out, cache_dir=reference_run.cache, progress=False)
+    assert stored_rows(out) == before  # nothing recomputed, nothing lost
+    assert "poison_selection" in (out / "config.resolved.yaml").read_text()

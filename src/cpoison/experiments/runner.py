@@ -12,7 +12,7 @@ import yaml
 
 from cpoison.errors import ConfigError
 from cpoison.experiments.baseline import environment
-from cpoison.experiments.config import ExperimentConfig, load_config
+from cpoison.experiments.config import ExperimentConfig, load_config, validate_config
 from cpoison.experiments.presets import get_preset
 from cpoison.experiments.protocol import run_protocol
 from cpoison.experiments.report import table, write_report
@@ -35,12 +35,20 @@ def demo_config_path() -> Path:
 
 
 def _claim_output(out: Path, config: ExperimentConfig) -> None:
-    """Write the resolved config; refuse to mix results of a different config in ``out``."""
+    """Write the resolved config; refuse to mix results of a different config in ``out``.
+
+    The stored config is compared after validation, so a run written before a new setting
+    was added (stored without it, hence at its default) still resumes."""
     resolved = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     path = out / "config.resolved.yaml"
     if path.exists() and path.read_text() != resolved:
-        raise ConfigError(f"{out} holds results of a different config; use another --out "
-                          f"or delete {out}")
+        try:
+            stored = validate_config(yaml.safe_load(path.read_text()) or {}, str(path))
+        except (ConfigError, yaml.YAMLError):
+            stored = None
+        if stored != config:
+            raise ConfigError(f"{out} holds results of a different config; use another "
+                              f"--out or delete {out}")
     atomic_write_text(path, resolved)
 
 
