@@ -133,9 +133,22 @@ def snapshot_epochs(n_surrogates: int, stagger_epochs: int) -> list[int]:
 
 
 def stagger_length(ctx: AttackContext, config: MetaPoisonConfig) -> int:
+    """E: ``stagger_epochs``, else the surrogate recipe's epochs, else 2."""
     if config.stagger_epochs is not None:
         return config.stagger_epochs
     return ctx.surrogate_epochs or 2
+
+
+def mixed_batch(
+    ctx: AttackContext, poisons: torch.Tensor, batch_size: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clean mini-batch of the attacker's training fold (drawn from ``gen``) plus all the
+    poisons, with labels: what the unroll and the retraining of the snapshots train on."""
+    n_train = ctx.train_x.shape[0]
+    pick = torch.randperm(n_train, generator=gen)[: min(batch_size, n_train)]
+    x = torch.cat([_float_images(ctx.train_x[pick], ctx.device), poisons])
+    y = torch.cat([ctx.train_y[pick].to(ctx.device), ctx.base_labels])
+    return x, y
 
 
 def staggered_surrogates(
@@ -185,8 +198,6 @@ class MetaPoison(Attack):
         cfg = self.config
         scorer = build_scorer(cfg.score, seed, cfg.rscp_samples)
         data = loss_data(ctx, scorer, seed)
-        n_train = ctx.train_x.shape[0]
-        batch = min(cfg.batch_size, n_train)
 
         def unrolled_l2(model: nn.Module, poisons: torch.Tensor,
                         gen: torch.Generator) -> torch.Tensor:
@@ -195,9 +206,7 @@ class MetaPoison(Attack):
                       for n, p in model.named_parameters() if p.requires_grad}
             net = _Unrolled(model, params)
             for _ in range(cfg.unroll_steps):
-                pick = torch.randperm(n_train, generator=gen)[:batch]
-                x = torch.cat([_float_images(ctx.train_x[pick], ctx.device), poisons])
-                y = torch.cat([ctx.train_y[pick].to(ctx.device), ctx.base_labels])
+                x, y = mixed_batch(ctx, poisons, cfg.batch_size, gen)
                 if cfg.augment:
                     x = augment(x, cfg.crop_padding, cfg.flip, gen)
                 loss = F.cross_entropy(net(x), y)
@@ -220,15 +229,11 @@ class MetaPoison(Attack):
         """``retrain_steps`` SGD steps of each staggered snapshot on a clean mini-batch plus
         the current poisons (train mode, so BatchNorm statistics move as in training)."""
         cfg = self.config
-        n_train = ctx.train_x.shape[0]
-        batch = min(cfg.batch_size, n_train)
         for model in models:
             model.train()
             params = [p for p in model.parameters() if p.requires_grad]
             for _ in range(cfg.retrain_steps):
-                pick = torch.randperm(n_train, generator=gen)[:batch]
-                x = torch.cat([_float_images(ctx.train_x[pick], ctx.device), poisons])
-                y = torch.cat([ctx.train_y[pick].to(ctx.device), ctx.base_labels])
+                x, y = mixed_batch(ctx, poisons, cfg.batch_size, gen)
                 grads = torch.autograd.grad(F.cross_entropy(model(x), y), params,
                                             allow_unused=True)
                 with torch.no_grad():
