@@ -135,7 +135,7 @@ def test_select_targets_is_seeded() -> None:
 def test_select_targets_respects_the_correct_mask() -> None:
     correct = torch.rand(200, generator=torch.Generator().manual_seed(0)) < 0.4
     for seed in range(5):
-        targets, others = select_targets(LABELS, 1, 4, seed=seed, correct=correct)
+        targets, others = select_targets(LABELS, 1, 4, seed=seed, eligible=correct)
         assert bool(correct[targets].all())
         assert bool((LABELS[targets] == 1).all())
         # the other images of the class include the misclassified ones
@@ -145,8 +145,8 @@ def test_select_targets_respects_the_correct_mask() -> None:
 def test_select_targets_errors() -> None:
     with pytest.raises(ConfigError, match="target class 7 has no test images"):
         select_targets(LABELS, 7, 3, seed=0)
-    with pytest.raises(ConfigError, match="classifies no test image of class 0 correctly"):
-        select_targets(LABELS, 0, 3, seed=0, correct=LABELS != 0)
+    with pytest.raises(ConfigError, match="no test image of class 0 is eligible"):
+        select_targets(LABELS, 0, 3, seed=0, eligible=LABELS != 0)
 
 
 def test_evaluation_indices_exclude_targets() -> None:

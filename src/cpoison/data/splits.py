@@ -112,21 +112,24 @@ def select_targets(
     target_class: int,
     n_targets: int,
     seed: int,
-    correct: torch.Tensor | None = None,
+    eligible: torch.Tensor | None = None,
+    rule: str = "the surrogate classifies correctly",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets of one class (SPEC 4): ``n_targets`` test images of ``target_class``, drawn
-    among those the surrogate classifies correctly when ``correct`` (bool [N]) is given.
+    among the ``eligible`` ones (bool [N]; by default those the surrogate classifies
+    correctly, see ``rule``, which names the criterion in error messages) when given.
 
     Returns (targets, other images of the class), both indices into the test set.
     """
     in_class = test_labels == target_class
     if not bool(in_class.any()):
         raise ConfigError(f"target class {target_class} has no test images")
-    eligible = in_class & correct if correct is not None else in_class
-    candidates = torch.nonzero(eligible).flatten()
+    mask = in_class & eligible if eligible is not None else in_class
+    candidates = torch.nonzero(mask).flatten()
     if candidates.numel() == 0:
-        raise ConfigError(f"the surrogate classifies no test image of class {target_class} "
-                          "correctly; admit all images of the class (targets.correct_only=false)")
+        raise ConfigError(f"no test image of class {target_class} is eligible as a target "
+                          f"(images that {rule}); relax targets.correct_only / "
+                          "targets.set_size")
     if candidates.numel() < n_targets:
         log.warning("class %d has only %d eligible test images; using them all as targets "
                     "(asked for %d)", target_class, candidates.numel(), n_targets)

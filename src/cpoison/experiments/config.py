@@ -17,13 +17,27 @@ from cpoison.errors import ConfigError
 
 class TargetConfig(BaseModel):
     """Targets (SPEC 4): ``n_targets`` test images of ``target_class`` (drawn at random per
-    repeat when None), among those the surrogate classifies correctly if ``correct_only``."""
+    repeat when None), among those the surrogate classifies correctly if ``correct_only``.
+
+    ``set_size`` (paper Sec. 5.3, Fig. 4 "varying benign set sizes") admits only images whose
+    prediction set under the surrogate, with ``set_size_score`` calibrated on the attacker's
+    calibration fold at the experiment's alpha, has exactly that many labels."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     target_class: int | None = Field(None, ge=0)
     n_targets: int = Field(50, ge=1)
     correct_only: bool = True
+    set_size: int | None = Field(None, ge=1)
+    set_size_score: str = "hps"
+
+    @field_validator("set_size_score")
+    @classmethod
+    def _score(cls, value: str) -> str:
+        value = value.lower()
+        if value not in SCORE_NAMES:
+            raise ValueError(f"unknown score {value!r}; choose from {sorted(SCORE_NAMES)}")
+        return value
 
 
 class ExperimentConfig(BaseModel):
@@ -44,7 +58,9 @@ class ExperimentConfig(BaseModel):
     targets: TargetConfig = TargetConfig()
     budget: float = Field(0.02, gt=0, le=1, description="#poisons / |victim train|")
     eps: float = Field(16 / 255, gt=0, le=1, description="L-inf bound (accepts '16/255')")
-    poison_class: Literal["target", "random"] = "target"
+    poison_class: Literal["target", "random", "labels-to-add"] = Field(
+        "target", description="target: bases of the target class (SPEC 2 default); random: "
+        "any class; labels-to-add: the classes in the targets' Y_a (underconfidence, SPEC 4.1)")
     poison_selection: Literal["random", "nearest"] = Field(
         "random", description="random: uniform among eligible images; nearest: for each "
         "target in turn, the eligible image closest to it in the surrogate's features")

@@ -24,7 +24,9 @@ from cpoison.attacks import (
     attack_label,
     build_attack,
 )
+from cpoison.attacks.goals import labels_to_add
 from cpoison.attacks.registry import objective_facts
+from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
 from cpoison.errors import ConfigError
 from cpoison.experiments.config import ExperimentConfig
@@ -55,17 +57,33 @@ def choose_bases(
     """Poison base ids (SPEC 2): ``budget * |victim train|`` images of the target class (or of
     random classes) from the attacker's data (black-box) or the victim's (white-box).
 
-    ``poison_selection='nearest'`` (an option beside SPEC 2's random draw) takes, round robin
-    over the targets, each target's nearest eligible image by cosine similarity of the
-    surrogate's penultimate features; it needs ``surrogate`` and ``target_ids``."""
+    ``poison_class='labels-to-add'`` (underconfidence) draws them from the classes in the
+    targets' Y_a (SPEC 4.1: the goal's ``add_labels`` or the surrogate's ranks 2..m), so that
+    training on them raises those labels' scores. ``poison_selection='nearest'`` (an option
+    beside SPEC 2's random draw) takes, round robin over the targets, each target's nearest
+    eligible image by cosine similarity of the surrogate's penultimate features (with
+    labels-to-add: among the classes of that target's own Y_a). Both need ``surrogate`` and
+    ``target_ids``."""
     split, labels = ws.split, ws.dataset.train_labels
     pool = split.attacker_train if config.setting == "black-box" else split.victim_train
     n_poisons = round(config.budget * split.victim_train.numel())
     if n_poisons < 1:
         raise ConfigError(f"budget {config.budget} gives no poison for "
                           f"{split.victim_train.numel()} victim training images")
+    needs_surrogate = (config.poison_selection == "nearest"
+                       or config.poison_class == "labels-to-add")
+    if needs_surrogate and (surrogate is None or target_ids is None):
+        raise ValueError(f"poison_selection={config.poison_selection!r} with poison_class="
+                         f"{config.poison_class!r} needs the surrogate and the targets")
+    allowed = None  # [V, K] classes each target may take its bases from
     if config.poison_class == "target":
         pool = pool[labels[pool] == target_class]
+    elif config.poison_class == "labels-to-add":
+        assert surrogate is not None and target_ids is not None
+        allowed = labels_to_add(config.goal, ws.logits(surrogate, ws.dataset.test_images[
+            target_ids]))
+        allowed[:, target_class] = False
+        pool = pool[allowed.any(0)[labels[pool]]]
     if n_poisons > pool.numel():
         raise ConfigError(
             f"budget {config.budget} needs {n_poisons} poisons but the "
@@ -73,9 +91,8 @@ def choose_bases(
             f"{pool.numel()} eligible images (poison_class={config.poison_class!r})"
         )
     if config.poison_selection == "nearest":
-        if surrogate is None or target_ids is None:
-            raise ValueError("nearest base selection needs the surrogate and the targets")
-        return nearest_bases(ws, surrogate, pool, target_ids, n_poisons)
+        assert surrogate is not None and target_ids is not None
+        return nearest_bases(ws, surrogate, pool, target_ids, n_poisons, allowed)
     gen = make_generator(derive_seed(seed, "bases"))
     return pool[torch.randperm(pool.numel(), generator=gen)[:n_poisons]].sort().values
 
@@ -83,10 +100,11 @@ def choose_bases(
 @torch.no_grad()
 def nearest_bases(
     ws: Workspace, surrogate: torch.nn.Module, pool: torch.Tensor, target_ids: torch.Tensor,
-    n_poisons: int,
+    n_poisons: int, allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``n_poisons`` distinct pool ids: target 1's nearest image, target 2's, ..., then each
-    target's second nearest, and so on (cosine similarity of surrogate features)."""
+    target's second nearest, and so on (cosine similarity of surrogate features). With
+    ``allowed`` (bool [V, K]) target v only takes images of the classes allowed[v]."""
     ds = ws.dataset
 
     def features(images: torch.Tensor) -> torch.Tensor:
@@ -94,18 +112,56 @@ def nearest_bases(
                  for s in range(0, images.shape[0], 1024)]
         return torch.nn.functional.normalize(torch.cat(feats).float().cpu(), dim=1)
 
-    ranking = (features(ds.test_images[target_ids]) @ features(ds.train_images[pool]).T)
-    ranking = ranking.argsort(dim=1, descending=True)  # [V, |pool|]
+    similarity = features(ds.test_images[target_ids]) @ features(ds.train_images[pool]).T
+    if allowed is not None:  # ineligible images rank last and are never taken
+        eligible = allowed.cpu()[:, ds.train_labels[pool]]
+        similarity = similarity.masked_fill(~eligible, float("-inf"))
+    else:
+        eligible = torch.ones_like(similarity, dtype=torch.bool)
+    ranking = similarity.argsort(dim=1, descending=True)  # [V, |pool|]
+    n_eligible = eligible.sum(1)
     taken = torch.zeros(pool.numel(), dtype=torch.bool)
     chosen: list[int] = []
-    for column in ranking.T:  # rank r of every target, targets in order
-        for j in column.tolist():
-            if not taken[j]:
+    for rank, column in enumerate(ranking.T):  # rank r of every target, targets in order
+        for v, j in enumerate(column.tolist()):
+            if rank < n_eligible[v] and not taken[j]:
                 taken[j] = True
                 chosen.append(j)
                 if len(chosen) == n_poisons:
                     return pool[torch.tensor(chosen)].sort().values
     return pool[torch.tensor(chosen)].sort().values
+
+
+def target_eligibility(
+    ws: Workspace, config: ExperimentConfig, surrogate: torch.nn.Module, seed: int,
+) -> torch.Tensor | None:
+    """Which test images may be targets (SPEC 4): those the surrogate classifies correctly
+    (``targets.correct_only``) and, with ``targets.set_size``, whose surrogate prediction set
+    (``targets.set_size_score`` calibrated on the attacker's calibration fold) has exactly
+    that many labels (paper Fig. 4). ``None`` admits every image."""
+    rule = config.targets
+    if not rule.correct_only and rule.set_size is None:
+        return None
+    ds = ws.dataset
+    logits = ws.logits(surrogate, ds.test_images)
+    eligible = torch.ones(logits.shape[0], dtype=torch.bool)
+    if rule.correct_only:
+        eligible &= logits.argmax(1) == ds.test_labels
+    if rule.set_size is not None:
+        cal = ws.split.attacker_cal
+        gen = make_generator(derive_seed(seed, "target-sets"))
+        predictor = SplitConformal(rule.set_size_score, config.alpha).calibrate(
+            ws.logits(surrogate, ds.train_images[cal]), ds.train_labels[cal], generator=gen)
+        eligible &= set_sizes(predictor.predict(logits, generator=gen)) == rule.set_size
+    return eligible
+
+
+def _eligibility_rule(config: ExperimentConfig) -> str:
+    parts = ["the surrogate classifies correctly"] if config.targets.correct_only else []
+    if config.targets.set_size is not None:
+        parts.append(f"have a surrogate {config.targets.set_size_score.upper()} set of "
+                     f"{config.targets.set_size} label(s)")
+    return " and ".join(parts)
 
 
 def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int) -> RepeatSetup:
@@ -120,11 +176,9 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int) -> Repeat
                           f"(0..{ds.num_classes - 1})")
     surrogate = ws.train(ws.trainset(split.attacker_train), derive_seed(seed, "surrogate"),
                          desc=f"surrogate r{repeat}", arch=config.surrogate_model)
-    correct = None
-    if config.targets.correct_only:
-        correct = ws.logits(surrogate, ds.test_images).argmax(1) == ds.test_labels
+    eligible = target_eligibility(ws, config, surrogate, seed)
     targets, others = select_targets(ds.test_labels, target_class, config.targets.n_targets,
-                                     seed, correct)
+                                     seed, eligible, _eligibility_rule(config))
     views = EvalViews(targets, others, evaluation_indices(ds.test_labels.numel(), targets))
     base_ids = choose_bases(ws, config, target_class, seed, surrogate, targets)
     dev = ws.device
