@@ -124,8 +124,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from cpoison.experiments.runner import demo_config_path, run_from_config
 
     config = args.config or demo_config_path()
-    run_from_config(config, [], args.out, data_root=args.data_root, **_cache(args),
-                    device=args.device, progress=not args.quiet)
+    run_from_config(config, [], args.out, set_aside_other=True, data_root=args.data_root,
+                    **_cache(args), device=args.device, progress=not args.quiet)
     return 0
 
 

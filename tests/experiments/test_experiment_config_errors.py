@@ -9,7 +9,7 @@ from experiment_helpers import one_thread, stored_rows, tiny_config, tiny_raw
 
 from cpoison.errors import ConfigError
 from cpoison.experiments.config import load_config, validate_config
-from cpoison.experiments.runner import run_experiment
+from cpoison.experiments.runner import run_experiment, run_from_config
 
 
 def test_tiny_config_is_valid():
@@ -103,3 +103,24 @@ def test_results_written_before_a_new_setting_existed_still_resume(reference_run
         run_experiment(tiny_config(), out, cache_dir=reference_run.cache, progress=False)
     assert stored_rows(out) == before  # nothing recomputed, nothing lost
     assert "poison_selection" in (out / "config.resolved.yaml").read_text()
+
+
+def test_the_demo_sets_an_older_demo_run_aside(reference_run, tmp_path):
+    """`cpoison demo` after the demo config changed: the old run folder is renamed to
+    `<out>.previous-1` with its results intact, and the new config runs into `<out>`
+    (plain `cpoison attack` keeps refusing, see above)."""
+    import shutil
+
+    out = tmp_path / "demo"
+    shutil.copytree(reference_run.out, out)
+    before = stored_rows(out)
+    config_path = tmp_path / "new.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_raw(n_victims=1)))
+    with one_thread():
+        run_from_config(config_path, [], out, set_aside_other=True,
+                        cache_dir=reference_run.cache, progress=False)
+    old = tmp_path / "demo.previous-1"
+    assert stored_rows(old) == before
+    assert yaml.safe_load((old / "config.resolved.yaml").read_text())["n_victims"] == 2
+    assert yaml.safe_load((out / "config.resolved.yaml").read_text())["n_victims"] == 1
+    assert len(stored_rows(out)) == len(before) // 2

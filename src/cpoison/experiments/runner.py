@@ -41,14 +41,9 @@ def _claim_output(out: Path, config: ExperimentConfig) -> None:
     was added (stored without it, hence at its default) still resumes."""
     resolved = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     path = out / "config.resolved.yaml"
-    if path.exists() and path.read_text() != resolved:
-        try:
-            stored = validate_config(yaml.safe_load(path.read_text()) or {}, str(path))
-        except (ConfigError, yaml.YAMLError):
-            stored = None
-        if stored != config:
-            raise ConfigError(f"{out} holds results of a different config; use another "
-                              f"--out or delete {out}")
+    if path.exists() and path.read_text() != resolved and holds_other_config(out, config):
+        raise ConfigError(f"{out} holds results of a different config; use another "
+                          f"--out or delete {out}")
     atomic_write_text(path, resolved)
 
 
@@ -93,10 +88,38 @@ def run_experiment(
     return summary
 
 
+def holds_other_config(out: Path, config: ExperimentConfig) -> bool:
+    """Whether ``out`` holds results of a config other than ``config``."""
+    path = out / "config.resolved.yaml"
+    if not path.exists():
+        return False
+    try:
+        stored = validate_config(yaml.safe_load(path.read_text()) or {}, str(path))
+    except (ConfigError, yaml.YAMLError):
+        return True
+    return stored != config
+
+
+def set_aside(out: Path) -> Path:
+    """Rename ``out`` to the first free ``out.previous-N`` (nothing is deleted)."""
+    n = 1
+    while (target := out.with_name(f"{out.name}.previous-{n}")).exists():
+        n += 1
+    out.rename(target)
+    return target
+
+
 def run_from_config(
-    config_path: str | Path, overrides: list[str], out: str | Path, **kwargs: Any
+    config_path: str | Path, overrides: list[str], out: str | Path,
+    set_aside_other: bool = False, **kwargs: Any,
 ) -> dict[str, Any]:
+    """Load, run and print the table. With ``set_aside_other`` (``cpoison demo``) an ``out``
+    holding another config's results (an older demo) is renamed, not refused."""
     config = load_config(config_path, overrides)
+    if set_aside_other and holds_other_config(Path(out), config):
+        moved = set_aside(Path(out))
+        log.warning("%s held results of another config (an earlier demo); moved them to %s",
+                    out, moved)
     summary = run_experiment(config, out, **kwargs)
     print(table(summary["rows"]))
     print(f"\nwall time {summary['wall_seconds']:.0f} s; report: {Path(out) / 'report.md'}; "
