@@ -50,14 +50,15 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 def _bars(ax: plt.Axes, rows: list[dict[str, Any]], pairs: list[tuple[str, str]],
           ylabel: str) -> None:
-    labels = [f"{r['attack']}\n{r['score']}" for r in rows]
+    labels = [f"{r['attack']} / {r['score']}" for r in rows]
     width = 0.8 / len(pairs)
     for i, (key, name) in enumerate(pairs):
         means = [(r.get(key) or {}).get("mean") or 0.0 for r in rows]
         errs = [(r.get(key) or {}).get("se") or 0.0 for r in rows]
         xs = [x + (i - (len(pairs) - 1) / 2) * width for x in range(len(rows))]
         ax.bar(xs, means, width, yerr=errs, label=name, capsize=3)
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=30, ha="right",
+                  rotation_mode="anchor")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
 
