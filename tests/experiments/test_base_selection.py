@@ -118,3 +118,30 @@ def test_targets_by_surrogate_set_size(tmp_path) -> None:
     empty = tiny_config(targets={"target_class": 3, "set_size": 10, "correct_only": False})
     with pytest.raises(ConfigError, match="no test image of class 3 is eligible"), one_thread():
         setup_repeat(ws, empty, 0)
+
+
+def test_nearest_pixel_bases_are_the_targets_pixel_neighbours(tmp_path) -> None:
+    """poison_selection=nearest-pixels: each target's nearest eligible image by cosine
+    similarity of the raw pixels is a base, and the bases sit closer to the targets in pixel
+    space than the feature-nearest ones."""
+    ws = _workspace(tmp_path)
+    ds = ws.dataset
+    with one_thread():
+        setup = setup_repeat(ws, tiny_config(poison_selection="nearest-pixels"), 0)
+        by_features = setup_repeat(ws, tiny_config(poison_selection="nearest"), 0)
+    ids = setup.context.base_ids
+    assert ids.numel() == by_features.context.base_ids.numel() == ids.unique().numel()
+
+    def pixels(images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(images.reshape(images.shape[0], -1).float(), dim=1)
+
+    targets = pixels(ds.test_images[setup.views.targets])
+    pool = ws.split.attacker_train[ds.train_labels[ws.split.attacker_train]
+                                   == setup.target_class]
+    first = pool[(targets @ pixels(ds.train_images[pool]).T).argmax(dim=1)]
+    assert bool(torch.isin(first, ids).all())
+
+    def closeness(pick: torch.Tensor) -> float:
+        return float((targets @ pixels(ds.train_images[pick]).T).max(dim=0).values.mean())
+
+    assert closeness(ids) > closeness(by_features.context.base_ids)

@@ -61,9 +61,10 @@ class ExperimentConfig(BaseModel):
     poison_class: Literal["target", "random", "labels-to-add"] = Field(
         "target", description="target: bases of the target class (SPEC 2 default); random: "
         "any class; labels-to-add: the classes in the targets' Y_a (underconfidence, SPEC 4.1)")
-    poison_selection: Literal["random", "nearest"] = Field(
+    poison_selection: Literal["random", "nearest", "nearest-pixels"] = Field(
         "random", description="random: uniform among eligible images; nearest: for each "
-        "target in turn, the eligible image closest to it in the surrogate's features")
+        "target in turn, the eligible image closest to it in the surrogate's features; "
+        "nearest-pixels: the same by cosine similarity of the raw pixels")
     n_victims: int = Field(8, ge=1)
     n_repeats: int = Field(1, ge=1)
     attacks: tuple[AttackConfig, ...] = Field(..., min_length=1)

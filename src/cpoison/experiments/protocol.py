@@ -61,17 +61,17 @@ def choose_bases(
     targets' Y_a (SPEC 4.1: the goal's ``add_labels`` or the surrogate's ranks 2..m), so that
     training on them raises those labels' scores. ``poison_selection='nearest'`` (an option
     beside SPEC 2's random draw) takes, round robin over the targets, each target's nearest
-    eligible image by cosine similarity of the surrogate's penultimate features (with
-    labels-to-add: among the classes of that target's own Y_a). Both need ``surrogate`` and
-    ``target_ids``."""
+    eligible image by cosine similarity of the surrogate's penultimate features
+    (``'nearest-pixels'``: of the raw pixels; with labels-to-add: among the classes of that
+    target's own Y_a). Both need ``surrogate`` and ``target_ids``."""
     split, labels = ws.split, ws.dataset.train_labels
     pool = split.attacker_train if config.setting == "black-box" else split.victim_train
     n_poisons = round(config.budget * split.victim_train.numel())
     if n_poisons < 1:
         raise ConfigError(f"budget {config.budget} gives no poison for "
                           f"{split.victim_train.numel()} victim training images")
-    needs_surrogate = (config.poison_selection == "nearest"
-                       or config.poison_class == "labels-to-add")
+    nearest = config.poison_selection.startswith("nearest")
+    needs_surrogate = nearest or config.poison_class == "labels-to-add"
     if needs_surrogate and (surrogate is None or target_ids is None):
         raise ValueError(f"poison_selection={config.poison_selection!r} with poison_class="
                          f"{config.poison_class!r} needs the surrogate and the targets")
@@ -90,9 +90,10 @@ def choose_bases(
             f"{'attacker' if config.setting == 'black-box' else 'victim'} pool has only "
             f"{pool.numel()} eligible images (poison_class={config.poison_class!r})"
         )
-    if config.poison_selection == "nearest":
+    if nearest:
         assert surrogate is not None and target_ids is not None
-        return nearest_bases(ws, surrogate, pool, target_ids, n_poisons, allowed)
+        pixels = config.poison_selection == "nearest-pixels"
+        return nearest_bases(ws, surrogate, pool, target_ids, n_poisons, allowed, pixels)
     gen = make_generator(derive_seed(seed, "bases"))
     return pool[torch.randperm(pool.numel(), generator=gen)[:n_poisons]].sort().values
 
@@ -100,14 +101,18 @@ def choose_bases(
 @torch.no_grad()
 def nearest_bases(
     ws: Workspace, surrogate: torch.nn.Module, pool: torch.Tensor, target_ids: torch.Tensor,
-    n_poisons: int, allowed: torch.Tensor | None = None,
+    n_poisons: int, allowed: torch.Tensor | None = None, pixels: bool = False,
 ) -> torch.Tensor:
     """``n_poisons`` distinct pool ids: target 1's nearest image, target 2's, ..., then each
-    target's second nearest, and so on (cosine similarity of surrogate features). With
-    ``allowed`` (bool [V, K]) target v only takes images of the classes allowed[v]."""
+    target's second nearest, and so on (cosine similarity of surrogate features, or of the
+    raw pixels with ``pixels``). With ``allowed`` (bool [V, K]) target v only takes images
+    of the classes allowed[v]."""
     ds = ws.dataset
 
     def features(images: torch.Tensor) -> torch.Tensor:
+        if pixels:
+            return torch.nn.functional.normalize(images.reshape(images.shape[0], -1).float(),
+                                                 dim=1)
         feats = [surrogate.features(images[s:s + 1024].to(ws.device).float().div(255))
                  for s in range(0, images.shape[0], 1024)]
         return torch.nn.functional.normalize(torch.cat(feats).float().cpu(), dim=1)
