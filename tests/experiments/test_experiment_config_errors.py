@@ -124,3 +124,13 @@ def test_the_demo_sets_an_older_demo_run_aside(reference_run, tmp_path):
     assert yaml.safe_load((old / "config.resolved.yaml").read_text())["n_victims"] == 2
     assert yaml.safe_load((out / "config.resolved.yaml").read_text())["n_victims"] == 1
     assert len(stored_rows(out)) == len(before) // 2
+
+
+def test_labels_to_add_outside_the_dataset_are_refused(reference_run, tmp_path):
+    """goal.add_labels naming a class the dataset lacks: one ConfigError naming the field,
+    raised before any model is trained (digits has classes 0..9)."""
+    config = tiny_config(goal={"kind": "underconfidence", "add_labels": [2, 12]})
+    with pytest.raises(ConfigError, match=r"goal.add_labels \[12\] are not classes of digits"):
+        run_experiment(config, tmp_path / "out", cache_dir=tmp_path / "empty-cache",
+                       progress=False)
+    assert not any((tmp_path / "empty-cache").rglob("*.safetensors"))

@@ -124,7 +124,7 @@ def nearest_bases(
     else:
         eligible = torch.ones_like(similarity, dtype=torch.bool)
     ranking = similarity.argsort(dim=1, descending=True)  # [V, |pool|]
-    n_eligible = eligible.sum(1)
+    n_eligible = eligible.sum(1).tolist()
     taken = torch.zeros(pool.numel(), dtype=torch.bool)
     chosen: list[int] = []
     for rank, column in enumerate(ranking.T):  # rank r of every target, targets in order
@@ -178,6 +178,10 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int) -> Repeat
         target_class = int(torch.randint(ds.num_classes, (1,), generator=gen))
     if target_class >= ds.num_classes:
         raise ConfigError(f"targets.target_class {target_class} is not a class of {ds.name} "
+                          f"(0..{ds.num_classes - 1})")
+    wrong = [y for y in config.goal.add_labels or () if not 0 <= y < ds.num_classes]
+    if wrong:
+        raise ConfigError(f"goal.add_labels {wrong} are not classes of {ds.name} "
                           f"(0..{ds.num_classes - 1})")
     surrogate = ws.train(ws.trainset(split.attacker_train), derive_seed(seed, "surrogate"),
                          desc=f"surrogate r{repeat}", arch=config.surrogate_model)

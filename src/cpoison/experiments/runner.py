@@ -41,7 +41,7 @@ def _claim_output(out: Path, config: ExperimentConfig) -> None:
     was added (stored without it, hence at its default) still resumes."""
     resolved = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     path = out / "config.resolved.yaml"
-    if path.exists() and path.read_text() != resolved and holds_other_config(out, config):
+    if holds_other_config(out, config):
         raise ConfigError(f"{out} holds results of a different config; use another "
                           f"--out or delete {out}")
     atomic_write_text(path, resolved)
