@@ -19,7 +19,7 @@ def _l2(ctx, score: str) -> float:
         return float(relaxed_loss(ctx.surrogate, scorer, ctx.goal, data, ctx.alpha))
 
 
-@pytest.mark.parametrize("score", ["hps", "aps", "raps", "rscp"])
+@pytest.mark.parametrize("score", ["hps", "aps", "raps", "nll", "rscp"])
 @pytest.mark.parametrize("kind", ["overconfidence", "underconfidence"])
 def test_l2_direction_is_a_descent_direction(digits, score: str, kind: str) -> None:
     """A small step against the l2 gradient lowers l2 for every score and goal: gradients
@@ -47,6 +47,35 @@ def test_underconfidence_pulls_in_the_set_and_the_ranked_labels(digits) -> None:
     explicit = make_context(digits, goal=Goal(kind="underconfidence", add_labels=(0, 9)))
     y_in = loss_data(explicit, build_scorer("hps", 0, 8), 0).y_in
     assert y_in[:, 0].all() and y_in[:, 9].all()
+
+
+def test_underconfidence_through_nll_raises_the_added_labels_on_confident_targets(digits):
+    """Through HPS the pull-in gradient of a label with tiny p_y is of order p_y, so on
+    confidently classified targets a step along -g does not raise the labels to add (the
+    pull on the true label dominates); through NLL (same sets) a step of the same length
+    raises their log-probability."""
+    ctx = make_context(digits, goal=Goal(kind="underconfidence", add_top=3))
+    data = loss_data(ctx, build_scorer("hps", 0, 8), 0)
+    added = data.y_in.clone()
+    added[torch.arange(added.shape[0]), ctx.target_y] = False
+
+    def added_log_prob() -> float:
+        with torch.no_grad():
+            logp = torch.log_softmax(ctx.surrogate(ctx.target_x), 1)
+        return float(logp[added].mean())
+
+    with torch.no_grad():
+        p_true = torch.softmax(ctx.surrogate(ctx.target_x), 1)[
+            torch.arange(added.shape[0]), ctx.target_y]
+    assert float(p_true.median()) > 0.9  # the targets are confidently classified
+    before = added_log_prob()
+    rise = {}
+    for score in ("hps", "nll"):
+        g, _ = ConformalAttack(ConformalAttackConfig(loss="l2", score=score)).target_direction(ctx)
+        with shifted(trainable(ctx.surrogate), -0.05 * g / g.norm()):
+            rise[score] = added_log_prob() - before
+    assert rise["nll"] > 0.5, rise  # measured: about +1.95 through NLL, -1.4 through HPS
+    assert rise["hps"] < 0.25 * rise["nll"], rise
 
 
 @pytest.mark.parametrize("curvature", ["hessian", "gauss-newton"])

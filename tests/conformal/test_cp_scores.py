@@ -7,7 +7,7 @@ import pytest
 import torch
 from cp_reference import ref_scores, ref_softmax
 
-from cpoison.conformal import APS, HPS, RAPS, SCORE_NAMES, build_score
+from cpoison.conformal import APS, HPS, NLL, RAPS, SCORE_NAMES, SplitConformal, build_score
 from cpoison.errors import ConfigError, CpoisonError
 
 
@@ -21,6 +21,39 @@ def test_hps_is_one_minus_softmax(temperature: float) -> None:
     p = ref_softmax(logits.numpy(), temperature)
     got = HPS(temperature=temperature).score(logits).numpy()
     np.testing.assert_allclose(got, 1 - p, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_nll_is_minus_log_softmax_and_finite(temperature: float) -> None:
+    logits = _logits(1)
+    p = ref_softmax(logits.numpy(), temperature)
+    got = NLL(temperature=temperature).score(logits).numpy()
+    np.testing.assert_allclose(got, -np.log(p), rtol=1e-12, atol=1e-12)
+    # a label whose probability underflows to 0 still gets a finite score (log-softmax)
+    far = NLL().score(torch.tensor([[0.0, -2000.0]], dtype=torch.float64))
+    assert torch.isfinite(far).all() and float(far[0, 1]) == pytest.approx(2000.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("alpha", [0.05, 0.1, 0.3])
+def test_nll_sets_are_hps_sets(seed: int, alpha: float) -> None:
+    """-log p_y is increasing in 1 - p_y and the conformal quantile commutes with it."""
+    gen = torch.Generator().manual_seed(seed)
+    cal, test = (torch.randn(n, 10, generator=gen, dtype=torch.float64) * 3 for n in (500, 400))
+    labels = torch.randint(10, (500,), generator=gen)
+    sets = [SplitConformal(s, alpha).calibrate(cal, labels).predict(test) for s in ("hps", "nll")]
+    assert torch.equal(sets[0], sets[1])
+    assert 0 < int(sets[0].sum()) < sets[0].numel()  # neither empty nor full: a real check
+
+
+def test_nll_gradient_does_not_vanish_on_confident_inputs() -> None:
+    """d(1 - p_y)/dz is of order p_y for a label with tiny p_y; d(-log p_y)/dz is of order 1."""
+    logits = torch.tensor([[12.0, 0.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    label = torch.tensor([1])
+    (g_hps,) = torch.autograd.grad(HPS().score_labels(logits, label).sum(), logits)
+    (g_nll,) = torch.autograd.grad(NLL().score_labels(logits, label).sum(), logits)
+    assert float(g_hps.norm()) < 1e-4
+    assert float(g_nll.norm()) > 1.0
 
 
 @pytest.mark.parametrize("randomized", [True, False])
@@ -112,7 +145,8 @@ def test_u_validation() -> None:
 def test_score_labels_is_gather_and_fast_path_is_identical() -> None:
     logits = _logits(8, n=300, k=10, dtype=torch.float32)
     labels = torch.randint(10, (300,), generator=torch.Generator().manual_seed(0))
-    for score in [HPS(), APS(), APS(randomized=False), RAPS(), RAPS(temperature=0.5)]:
+    for score in [HPS(), APS(), APS(randomized=False), RAPS(), RAPS(temperature=0.5),
+                  NLL(), NLL(temperature=2.0)]:
         g = torch.Generator().manual_seed
         full = score.score(logits, generator=g(1))
         lab = score.score_labels(logits, labels, generator=g(1))
@@ -141,7 +175,8 @@ def test_raps_default_k_reg() -> None:
 
 @pytest.mark.parametrize(
     "score",
-    [HPS(temperature=1.7), APS(), APS(randomized=False), RAPS(lam=0.2, k_reg=1)],
+    [HPS(temperature=1.7), APS(), APS(randomized=False), RAPS(lam=0.2, k_reg=1),
+     NLL(temperature=0.8)],
     ids=repr,
 )
 def test_gradcheck(score) -> None:
@@ -181,8 +216,9 @@ def test_build_score() -> None:
     assert isinstance(build_score("aps", randomized=False), APS)
     raps = build_score("raps", lam=0.1, k_reg=2)
     assert isinstance(raps, RAPS) and raps.lam == 0.1 and raps.k_reg == 2
-    assert set(SCORE_NAMES) == {"hps", "lac", "thr", "aps", "raps"}
-    with pytest.raises(ConfigError, match="valid names: hps, lac, thr, aps, raps"):
+    assert isinstance(build_score("NLL"), NLL)
+    assert set(SCORE_NAMES) == {"hps", "lac", "thr", "aps", "raps", "nll"}
+    with pytest.raises(ConfigError, match="valid names: hps, lac, thr, aps, raps, nll"):
         build_score("naive")
     with pytest.raises(ConfigError, match="invalid parameters"):
         build_score("hps", lam=0.1)

@@ -1,7 +1,7 @@
 """The paper's attack on conformal prediction (Li et al. 2024, Sec. 4; SPEC 4-5).
 
 Objective: the relaxed loss l2 (Eq. 7) or its worst case l3 (Eq. 8, SAM perturbation rho),
-through a differentiable score (HPS, APS, RAPS or RSCP's smoothed score). Update:
+through a differentiable score (HPS, APS, RAPS, NLL or RSCP's smoothed score). Update:
 first order aligns the poisons' gradient with grad l3 (Eq. 11-13); second order aligns it
 with (H + lambda I)^-1 grad l3 (Eq. 16-17). Both reuse :func:`align_poisons`.
 """
@@ -49,7 +49,7 @@ class ConformalAttackConfig(BaseModel):
     label: str | None = None
     loss: Literal["l2", "l3"] = "l3"
     order: Literal[1, 2] = 1
-    score: str = Field("hps", description="score inside the loss: hps, aps, raps or rscp")
+    score: str = Field("hps", description="score inside the loss: hps, aps, raps, nll or rscp")
     rho: float = Field(0.05, ge=0, description="SAM radius of l3 (Eq. 14)")
     rscp_samples: int = Field(8, ge=1, description="noise draws of RSCP inside the loss")
     curvature: Literal["hessian", "gauss-newton"] = "gauss-newton"

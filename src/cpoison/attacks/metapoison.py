@@ -94,7 +94,7 @@ class MetaPoisonConfig(BaseModel):
     retrain_steps: int = Field(1, ge=0, description="SGD steps of every staggered snapshot "
                                "on clean data plus the poisons after each craft step")
     stagger_lr: float = Field(0.01, gt=0, description="SGD lr of the staggered training run")
-    score: str = Field("hps", description="score inside l2: hps, aps, raps or rscp")
+    score: str = Field("hps", description="score inside l2: hps, aps, raps, nll or rscp")
     rscp_samples: int = Field(8, ge=1, description="noise draws of RSCP inside the loss")
     augment: bool = Field(False, description="differentiable crop/flip of the unroll batches")
     crop_padding: int = Field(2, ge=0)

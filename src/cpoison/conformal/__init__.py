@@ -33,11 +33,20 @@ from cpoison.conformal.quantile import (
     min_calibration_size,
 )
 from cpoison.conformal.rscp import RSCP, RSCPConformal
-from cpoison.conformal.scores import APS, HPS, RAPS, SCORE_NAMES, ConformalScore, build_score
+from cpoison.conformal.scores import (
+    APS,
+    HPS,
+    NLL,
+    RAPS,
+    SCORE_NAMES,
+    ConformalScore,
+    build_score,
+)
 
 __all__ = [
     "APS",
     "HPS",
+    "NLL",
     "RAPS",
     "RSCP",
     "SCORE_NAMES",

@@ -7,6 +7,9 @@ conforming. ``p = softmax(logits / T)`` throughout.
 - :class:`HPS` (also LAC / THR; Sadinle et al. 2019): ``S(x, y) = 1 - p_y``.
 - :class:`APS` (Romano et al. 2020): ``S(x, y) = sum_{j ranked before y} p_j + u * p_y``.
 - :class:`RAPS` (Angelopoulos et al. 2021): ``S_APS(x, y) + lam * max(0, rank(y) - k_reg)``.
+- :class:`NLL`: ``S(x, y) = -log p_y``, an increasing function of HPS's score, so its sets
+  are HPS's sets. It exists for the attack losses (SPEC 4.2): its gradient does not vanish
+  on confidently classified inputs, where ``1 - p_y`` is flat.
 
 Conventions (SPEC 3.1, and the choices this module makes where the SPEC is silent):
 
@@ -46,6 +49,7 @@ from cpoison.errors import ConfigError, CpoisonError
 __all__ = [
     "APS",
     "HPS",
+    "NLL",
     "RAPS",
     "SCORE_NAMES",
     "ConformalScore",
@@ -171,6 +175,10 @@ class ConformalScore:
     def _scores_from_probs(self, probs: Tensor, u: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def _scores_from_logits(self, logits: Tensor, u: Tensor | None) -> Tensor:
+        """Scores from logits; by default through :meth:`probabilities`."""
+        return self._scores_from_probs(self.probabilities(logits), u)
+
     def _resolve_u(
         self, logits: Tensor, generator: torch.Generator | None, u: Tensor | None
     ) -> Tensor | None:
@@ -206,7 +214,7 @@ class ConformalScore:
         """
         check_logits(logits)
         u_ = self._resolve_u(logits, generator, u)
-        return self._scores_from_probs(self.probabilities(logits), u_)
+        return self._scores_from_logits(logits, u_)
 
     __call__ = score
 
@@ -248,8 +256,7 @@ class ConformalScore:
             u_ = self._resolve_u(logits, generator, u)
             for start in range(0, n, chunk_size):
                 rows = slice(start, min(n, start + chunk_size))
-                probs = self.probabilities(logits[rows])
-                yield rows, self._scores_from_probs(probs, None if u_ is None else u_[rows])
+                yield rows, self._scores_from_logits(logits[rows], None if u_ is None else u_[rows])
 
     def score_no_grad(
         self,
@@ -296,6 +303,28 @@ class HPS(ConformalScore):
 
     def _scores_from_probs(self, probs: Tensor, u: Tensor | None) -> Tensor:
         return 1.0 - probs
+
+
+class NLL(ConformalScore):
+    """Negative log-likelihood score ``S(x, y) = -log p_y``.
+
+    An increasing function of HPS's ``1 - p_y``; the conformal quantile commutes with it,
+    so the prediction sets are HPS's sets (up to float rounding at the threshold). The
+    attack losses use it because ``d(1 - p_y)/dz`` shrinks with ``p_y (1 - p_y)`` and so
+    vanishes on confident inputs, while ``d(-log p_y)/dz = p - e_y`` does not: with it
+    the underconfidence loss of Eq. 7 also pulls labels into the sets of confidently
+    classified targets. Computed as ``-log_softmax(z / T)``, finite for every finite logit.
+    """
+
+    name = "nll"
+    randomized = False
+
+    def _scores_from_logits(self, logits: Tensor, u: Tensor | None) -> Tensor:
+        z = logits if self.temperature == 1.0 else logits / self.temperature
+        return -torch.log_softmax(z, dim=1)
+
+    def _scores_from_probs(self, probs: Tensor, u: Tensor | None) -> Tensor:
+        return -torch.log(probs)
 
 
 class APS(ConformalScore):
@@ -388,6 +417,7 @@ _REGISTRY: dict[str, type[ConformalScore]] = {
     "thr": HPS,
     "aps": APS,
     "raps": RAPS,
+    "nll": NLL,
 }
 
 #: names accepted by :func:`build_score`
@@ -395,7 +425,8 @@ SCORE_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def build_score(name: str, **kwargs: Any) -> ConformalScore:
-    """Build a score by name: ``"hps"`` (aliases ``"lac"``, ``"thr"``), ``"aps"``, ``"raps"``.
+    """Build a score by name: ``"hps"`` (aliases ``"lac"``, ``"thr"``), ``"aps"``, ``"raps"``,
+    ``"nll"``.
 
     Names are case-insensitive; ``kwargs`` go to the constructor. An unknown name or parameter
     raises :class:`ConfigError`.
