@@ -145,7 +145,8 @@ class ConformalScore:
 
     Subclasses implement :meth:`_scores_from_probs`, mapping probabilities ``[N, K]`` and the
     per-input uniforms ``u`` (``[N]`` or ``None`` for non-randomized scores) to scores
-    ``[N, K]``.
+    ``[N, K]``, or override :meth:`_scores_from_logits` when the scores are better computed
+    from the logits directly (as NLL's log-softmax).
     """
 
     #: canonical lowercase name, as accepted by :func:`build_score`
@@ -322,9 +323,6 @@ class NLL(ConformalScore):
     def _scores_from_logits(self, logits: Tensor, u: Tensor | None) -> Tensor:
         z = logits if self.temperature == 1.0 else logits / self.temperature
         return -torch.log_softmax(z, dim=1)
-
-    def _scores_from_probs(self, probs: Tensor, u: Tensor | None) -> Tensor:
-        return -torch.log(probs)
 
 
 class APS(ConformalScore):

@@ -110,12 +110,9 @@ def nearest_bases(
     ds = ws.dataset
 
     def features(images: torch.Tensor) -> torch.Tensor:
-        if pixels:
-            return torch.nn.functional.normalize(images.reshape(images.shape[0], -1).float(),
-                                                 dim=1)
-        feats = [surrogate.features(images[s:s + 1024].to(ws.device).float().div(255))
-                 for s in range(0, images.shape[0], 1024)]
-        return torch.nn.functional.normalize(torch.cat(feats).float().cpu(), dim=1)
+        raw = (images.reshape(images.shape[0], -1).float() if pixels
+               else ws.features(surrogate, images))
+        return torch.nn.functional.normalize(raw, dim=1)
 
     similarity = features(ds.test_images[target_ids]) @ features(ds.train_images[pool]).T
     if allowed is not None:  # ineligible images rank last and are never taken

@@ -23,6 +23,7 @@ from cpoison.training import (
     build_seeded_model,
     cache_key,
     default_cache_dir,
+    predict_features,
     predict_logits,
     tensor_digest,
     train_model,
@@ -111,3 +112,7 @@ class Workspace:
 
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return predict_logits(model, images, self.device, self.preset.eval_batch_size)
+
+    def features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate features [N, F] (on CPU) of ``model`` on ``images``."""
+        return predict_features(model, images, self.device, self.preset.eval_batch_size)

@@ -6,6 +6,7 @@ from cpoison.training.recipe import Recipe
 from cpoison.training.trainer import (
     TRAINER_VERSION,
     build_seeded_model,
+    predict_features,
     predict_logits,
     train_model,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "build_seeded_model",
     "cache_key",
     "default_cache_dir",
+    "predict_features",
     "predict_logits",
     "tensor_digest",
     "train_model",

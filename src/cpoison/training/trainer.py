@@ -8,6 +8,7 @@ from :func:`build_seeded_model`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -102,6 +103,25 @@ def predict_logits(
     Convolutional models run in NHWC (channels_last) memory format, and batches of 256 keep
     the activations in cache: together 1.5-5x faster on CPU than NCHW batches of 1024
     (profile of the demo); the model is handed back in its usual format."""
+    return _batched(model, model, images, device, batch_size)
+
+
+@torch.no_grad()
+def predict_features(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Penultimate features [N, F] (on CPU) of ``model.features``, batched as
+    :func:`predict_logits`."""
+    return _batched(model, model.features, images, device, batch_size)  # type: ignore[arg-type]
+
+
+def _batched(
+    model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+    device: torch.device | str, batch_size: int,
+) -> torch.Tensor:
     model.eval()
     fmt = torch.channels_last if has_convolutions(model) else torch.contiguous_format
     model.to(memory_format=fmt)
@@ -112,7 +132,7 @@ def predict_logits(
             x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
             if x.dim() == 4:
                 x = x.contiguous(memory_format=fmt)
-            out.append(model(x).float().cpu())
+            out.append(forward(x).float().cpu())
     finally:
         model.to(memory_format=torch.contiguous_format)
     if not out:
