@@ -1,4 +1,4 @@
-"""Command-line interface: ``cpoison data | cp | attack | demo``.
+"""Command-line interface: ``cpoison data | cp | attack | demo | report``.
 
 User errors (:class:`~cpoison.errors.CpoisonError`, invalid config values) print one line
 ``cpoison: error: ...`` on stderr and exit with code 2, never a traceback.
@@ -11,7 +11,6 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from cpoison.errors import CpoisonError
 
@@ -20,17 +19,42 @@ log = logging.getLogger("cpoison")
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--cache-dir", default=None,
-                   help="model cache (default $CPOISON_CACHE or ~/.cache/cpoison)")
-    p.add_argument("--no-cache", action="store_true", help="train every model afresh")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--store", "--cache-dir", dest="store", default=None,
+                   help="artifact store for models, poisons and cells: a folder or an fsspec "
+                   "URL every worker reaches (default $CPOISON_CACHE or ~/.cache/cpoison)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="train every model afresh (artifacts go to OUT/artifacts)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps or auto (default)")
+    p.add_argument("--any-device", action="store_true",
+                   help="reuse stored models trained on another device type (off: a model "
+                   "trained on a GPU is not served to a CPU run, nor the reverse)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per unit of work (default: torch's; Ray: CPUs per task)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local (in this process) or ray")
+    p.add_argument("--address", default=None,
+                   help="Ray: none starts a local Ray; 'auto' or ray://HOST:PORT joins a cluster")
+    p.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per task")
+    p.add_argument("--gpus-per-task", type=float, default=0.0, help="Ray: GPUs per task")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="Ray: CPUs of the local Ray it starts (default: all)")
+
+
+def _version() -> str:
+    from cpoison import __version__
+
+    return f"cpoison {__version__}"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cpoison", description="Data poisoning attacks against conformal prediction."
     )
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -50,24 +74,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     _add_common(p)
 
-    p = sub.add_parser("attack", help="run an attack experiment from a YAML config")
-    p.add_argument("config", help="YAML config file")
+    p = sub.add_parser("attack", help="run (resume, extend) an experiment or grid from a config")
+    p.add_argument("config", help="YAML config: a path, or a shipped one (configs/demo.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config value (dotted key)")
     p.add_argument("--out", required=True, help="output folder (re-running it resumes)")
     _add_common(p)
+    _add_executor(p)
 
     p = sub.add_parser("demo", help="the main job on the embedded dataset (configs/demo.yaml)")
     p.add_argument("--config", default=None, help="config to run (default: configs/demo.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config value (dotted key)")
     p.add_argument("--out", default="runs/demo")
     _add_common(p)
+    _add_executor(p)
+
+    p = sub.add_parser("report", help="rebuild report.md, plots and summary.json of a run")
+    p.add_argument("run", help="run folder (holding config.resolved.yaml, results.sqlite)")
     return parser
 
 
-def _cache(args: argparse.Namespace) -> dict[str, object]:
-    """Model-cache keyword arguments of Workspace.open / run_experiment from the flags."""
-    return {"cache_dir": Path(args.cache_dir) if args.cache_dir else None,
-            "use_cache": not args.no_cache}
+def _run_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """Keyword arguments of run_experiment from the flags."""
+    kwargs: dict[str, object] = {
+        "data_root": args.data_root, "store": args.store, "use_cache": not args.no_cache,
+        "device": args.device, "progress": not args.quiet, "any_device": args.any_device,
+        "threads": args.threads,
+    }
+    if hasattr(args, "executor"):
+        kwargs["executor"] = args.executor
+        kwargs["executor_options"] = {
+            "address": args.address, "cpus_per_task": args.cpus_per_task,
+            "gpus_per_task": args.gpus_per_task, "num_cpus": args.num_cpus}
+    return kwargs
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -85,17 +125,20 @@ def _cmd_cp(args: argparse.Namespace) -> int:
     from cpoison.experiments.baseline import run_cp_baseline
     from cpoison.experiments.presets import get_preset
     from cpoison.experiments.workspace import Workspace
-    from cpoison.io import atomic_write_json
+    from cpoison.io import atomic_write_json, check_writable_file
 
     check_alpha(args.alpha)
+    if args.json:  # a bad --json path must fail now, not after the model has trained
+        check_writable_file(args.json, "--json")
     scores = tuple(s.strip().lower() for s in args.scores.split(",") if s.strip())
     for name in scores:  # a typo must fail before the model is trained, not after
         build_score(name)
     preset = get_preset(args.dataset, args.preset)
     if args.model and args.model != preset.model:
         preset = preset.model_copy(update={"model": args.model, "model_kwargs": {}})
-    ws = Workspace.open(preset, seed=args.seed, data_root=args.data_root,
-                        **_cache(args), device=args.device, progress=not args.quiet)
+    ws = Workspace.open(preset, seed=args.seed, data_root=args.data_root, store=args.store,
+                        use_cache=not args.no_cache, device=args.device,
+                        progress=not args.quiet)
     result = run_cp_baseline(ws, alpha=args.alpha, seed=args.seed, scores=scores,
                              rscp=not args.no_rscp)
     print(f"{result['dataset']} / {result['model']}: accuracy {result['accuracy']:.4f}, "
@@ -115,21 +158,26 @@ def _cmd_cp(args: argparse.Namespace) -> int:
 def _cmd_attack(args: argparse.Namespace) -> int:
     from cpoison.experiments.runner import run_from_config
 
-    run_from_config(args.config, args.overrides, args.out, data_root=args.data_root,
-                    **_cache(args), device=args.device, progress=not args.quiet)
+    run_from_config(args.config, args.overrides, args.out, **_run_kwargs(args))
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from cpoison.experiments.runner import demo_config_path, run_from_config
+    from cpoison.experiments.runner import DEMO_CONFIG, run_from_config
 
-    config = args.config or demo_config_path()
-    run_from_config(config, [], args.out, set_aside_other=True, data_root=args.data_root,
-                    **_cache(args), device=args.device, progress=not args.quiet)
+    run_from_config(args.config or DEMO_CONFIG, args.overrides, args.out, **_run_kwargs(args))
     return 0
 
 
-COMMANDS = {"data": _cmd_data, "cp": _cmd_cp, "attack": _cmd_attack, "demo": _cmd_demo}
+def _cmd_report(args: argparse.Namespace) -> int:
+    from cpoison.engine.driver import report_from_run
+
+    print(f"wrote {report_from_run(args.run)}")
+    return 0
+
+
+COMMANDS = {"data": _cmd_data, "cp": _cmd_cp, "attack": _cmd_attack, "demo": _cmd_demo,
+            "report": _cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

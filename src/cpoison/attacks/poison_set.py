@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 from cpoison.errors import DataError
 from cpoison.io import atomic_write, atomic_write_json
@@ -48,14 +48,37 @@ class PoisonSet:
         h.update(self.delta.numpy().tobytes())
         return h.hexdigest()
 
+    def sidecar(self) -> dict[str, Any]:
+        """The JSON facts stored beside the tensors (hash, size, bound, meta)."""
+        return {"inject": self.inject, "n_poisons": len(self), "linf": self.linf,
+                "sha256": self.digest(), "meta": self.meta}
+
+    def to_bytes(self) -> bytes:
+        """The tensors as safetensors bytes."""
+        return save({"ids": self.ids.contiguous(), "delta": self.delta.contiguous()})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, sidecar: dict[str, Any], source: str) -> PoisonSet:
+        """Rebuild from :meth:`to_bytes` and :meth:`sidecar`, checking the hash; ``source``
+        names the file in error messages."""
+        try:
+            tensors = load(data)
+        except (SafetensorError, ValueError) as err:
+            raise DataError(f"poison file {source} is unreadable: {err}") from None
+        if "ids" not in tensors or "delta" not in tensors:
+            raise DataError(f"poison file {source} lacks the 'ids' or 'delta' tensor")
+        poisons = cls(tensors["ids"], tensors["delta"], bool(sidecar.get("inject", True)),
+                      sidecar.get("meta", {}))
+        if sidecar.get("sha256") not in (None, poisons.digest()):
+            raise DataError(f"poison file {source} does not match the hash in its sidecar")
+        return poisons
+
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.safetensors) and ``path`` + ``.json`` atomically."""
         path = Path(path)
-        tensors = {"ids": self.ids.contiguous(), "delta": self.delta.contiguous()}
-        atomic_write(path, lambda p: save_file(tensors, str(p)))
-        sidecar = {"inject": self.inject, "n_poisons": len(self), "linf": self.linf,
-                   "sha256": self.digest(), "meta": self.meta}
-        atomic_write_json(path.with_suffix(path.suffix + ".json"), sidecar)
+        data = self.to_bytes()
+        atomic_write(path, lambda p: p.write_bytes(data))
+        atomic_write_json(path.with_suffix(path.suffix + ".json"), self.sidecar())
         return path
 
     @classmethod
@@ -66,14 +89,14 @@ class PoisonSet:
         if not path.exists():
             raise DataError(f"poison file {path} does not exist")
         try:
-            tensors = load_file(str(path))
+            data = path.read_bytes()
             sidecar = json.loads(sidecar_path.read_text())
-        except (SafetensorError, OSError, json.JSONDecodeError, ValueError) as err:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DataError(f"poison file {path} (or its sidecar) is unreadable: {err}") from None
-        if "ids" not in tensors or "delta" not in tensors:
-            raise DataError(f"poison file {path} lacks the 'ids' or 'delta' tensor")
-        poisons = cls(tensors["ids"], tensors["delta"], bool(sidecar.get("inject", True)),
-                      sidecar.get("meta", {}))
-        if sidecar.get("sha256") not in (None, poisons.digest()):
-            raise DataError(f"poison file {path} does not match the hash in its sidecar")
-        return poisons
+        return cls.from_bytes(data, sidecar, str(path))
+
+    def check_ids(self, pool_size: int, source: str = "poison set") -> None:
+        """DataError unless every id indexes the train pool of ``pool_size`` images."""
+        if len(self) and (int(self.ids.min()) < 0 or int(self.ids.max()) >= pool_size):
+            raise DataError(f"{source}: poison ids range over [{int(self.ids.min())}, "
+                            f"{int(self.ids.max())}] but the train pool has {pool_size} images")

@@ -46,8 +46,8 @@ class RoleSplit:
         }
 
     def fingerprint(self) -> str:
-        """Short hash of the recorded indices (goes into model cache keys)."""
-        from cpoison.training.cache import tensor_digest
+        """Short hash of the recorded indices."""
+        from cpoison.engine.keys import tensor_digest
 
         return tensor_digest(
             self.attacker_train, self.attacker_cal, self.victim_train, self.victim_cal

@@ -1,5 +1,9 @@
 """Experiment configs (YAML), validated on load: every bad value gets one message naming
-the field (SPEC 10). ``--set key=value`` overrides use dotted keys (``goal.kind=...``)."""
+the field (SPEC 10). ``--set key=value`` overrides and ``grid:`` keys use dotted keys
+(``goal.kind``, ``attacks.0.loss``). Every name a config holds (dataset, preset, models and
+their arguments, scores inside attacks, attack names, goal kinds, grid keys) is checked here,
+before any model trains; ranges that need the dataset are checked by the engine's
+pre-flight (:mod:`cpoison.engine.preflight`)."""
 
 from __future__ import annotations
 
@@ -8,11 +12,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cpoison.attacks import AttackConfig, Goal, attack_label
 from cpoison.conformal import SCORE_NAMES
-from cpoison.errors import ConfigError
+from cpoison.data.registry import canonical_name
+from cpoison.errors import ConfigError, CpoisonError
+from cpoison.models.registry import model_kwargs
 
 
 class TargetConfig(BaseModel):
@@ -40,6 +53,50 @@ class TargetConfig(BaseModel):
         return value
 
 
+class ModelSpec(BaseModel):
+    """An architecture with its arguments (SPEC 11). ``kwargs: null`` (or a bare name in a
+    config, ``victim: mlp``) means the preset's arguments when ``arch`` is the preset's
+    architecture, else the architecture's own defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: str
+    kwargs: dict[str, Any] | None = None
+
+    @field_validator("arch")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        try:
+            model_kwargs(value)
+        except CpoisonError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _known_kwargs(self) -> ModelSpec:
+        allowed = model_kwargs(self.arch)
+        wrong = sorted(set(self.kwargs or {}) - set(allowed))
+        if wrong:
+            raise ValueError(f"model {self.arch!r} takes no argument {wrong[0]!r}; its "
+                             f"arguments are {allowed}")
+        return self
+
+    def resolve(self, preset_arch: str, preset_kwargs: dict[str, Any]) -> ModelSpec:
+        """This spec with ``kwargs`` made explicit."""
+        if self.kwargs is not None:
+            return self
+        same = self.arch.replace("-", "").lower() == preset_arch.replace("-", "").lower()
+        return ModelSpec(arch=self.arch, kwargs=dict(preset_kwargs) if same else {})
+
+
+def _model_spec(value: Any) -> Any:
+    return {"arch": value} if isinstance(value, str) else value
+
+
+def _attack_score(value: Any) -> str | None:
+    return getattr(value, "score", None)
+
+
 class ExperimentConfig(BaseModel):
     """One experiment: data, threat model, goal, attacks, and the evaluation protocol."""
 
@@ -50,8 +107,10 @@ class ExperimentConfig(BaseModel):
     preset: str = "cpu"
     seed: int = 0
     setting: Literal["black-box", "white-box"] = "black-box"
-    surrogate_model: str | None = Field(None, description="attacker architecture")
-    victim_model: str | None = Field(None, description="victim architecture")
+    surrogate: ModelSpec | None = Field(
+        None, description="attacker architecture and arguments (default: the preset's)")
+    victim: ModelSpec | None = Field(
+        None, description="victim architecture and arguments (default: the preset's)")
     alpha: float = Field(0.1, gt=0, lt=1)
     scores: tuple[str, ...] = ("hps", "aps", "raps")
     goal: Goal = Goal()
@@ -68,6 +127,42 @@ class ExperimentConfig(BaseModel):
     n_victims: int = Field(8, ge=1)
     n_repeats: int = Field(1, ge=1)
     attacks: tuple[AttackConfig, ...] = Field(..., min_length=1)
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="dotted config keys -> lists of values; the run "
+        "is their product (SPEC 11)")
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        try:
+            return canonical_name(value)
+        except CpoisonError as err:
+            raise ValueError(str(err)) from None
+
+    @field_validator("surrogate", "victim", mode="before")
+    @classmethod
+    def _spec(cls, value: Any) -> Any:
+        return _model_spec(value)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if key == "grid" or key.startswith("grid."):
+                raise ValueError("a grid cannot vary 'grid' itself")
+            if not values:
+                raise ValueError(f"grid key {key!r} has an empty list of values")
+        return value
+
+    @model_validator(mode="after")
+    def _attack_scores(self) -> ExperimentConfig:
+        known = set(SCORE_NAMES) | {"rscp"}
+        for i, attack in enumerate(self.attacks):
+            score = _attack_score(attack)
+            if score is not None and score.lower() not in known:
+                raise ValueError(f"attacks.{i}.score: unknown score {score!r}; choose from "
+                                 f"{sorted(known)}")
+        return self
 
     @field_validator("eps", mode="before")
     @classmethod
@@ -99,8 +194,41 @@ class ExperimentConfig(BaseModel):
         return names
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text) if text.strip() else ""
+def _parse_value(text: str, key: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"--set {key}: {text!r} is not a valid YAML value ({first})") from None
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any, what: str = "--set") -> None:
+    """Set ``raw[key]`` for a dotted ``key`` (list items by index), creating mappings on the
+    way; ConfigError naming the key when it runs into a scalar or a missing list item."""
+    parts = key.strip().split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{what} {key}: {where!r} is not an item of a list of "
+                                  f"{len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            above = ".".join(parts[:depth]) or "the config"
+            raise ConfigError(f"{what} {key}: {above!r} holds a value ({node!r}), not a "
+                              "mapping of settings")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -109,22 +237,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         key, text = item.split("=", 1)
-        parts = key.strip().split(".")
-        node: Any = raw
-        for part in parts[:-1]:
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"--set {key}: no list item {part!r}")
-                node = node[int(part)]
-            else:
-                node = node.setdefault(part, {})
-        last = parts[-1]
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise ConfigError(f"--set {key}: no list item {last!r}")
-            node[int(last)] = _parse_value(text)
-        else:
-            node[last] = _parse_value(text)
+        set_dotted(raw, key, _parse_value(text, key))
     return raw
 
 
@@ -135,18 +248,29 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: invalid value for '{where}': {first['msg']}{more}"
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and validate a YAML config; user errors raise ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML config file (a user's path, else a shipped config)."""
+    from cpoison.resources import resolve_config
+
+    path = resolve_config(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings")
-    raw = apply_overrides(raw, overrides or [])
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override and validate a YAML config; user errors raise ConfigError."""
+    raw = apply_overrides(read_config(path), overrides or [])
     return validate_config(raw, str(path))
 
 

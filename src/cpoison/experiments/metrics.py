@@ -1,4 +1,10 @@
-"""Per-victim attack figures (SPEC 3.3) from a paired benign / poisoned evaluation."""
+"""Per-victim attack figures (SPEC 3.3) from a paired benign / poisoned evaluation.
+
+The normalized reduction divides the reduction by the largest one possible (every target's
+set a singleton: benign size - 1). When the benign sets are already singletons that bound is
+0; so that no victim is dropped from the means (a NaN would silently leave them), the bound
+is floored at 1 / V, the reduction of one label on one of the V targets: a pair with
+nothing to shrink that shrinks nothing scores 0, and one whose sets grow scores below 0."""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 
 import torch
 
-from cpoison.conformal import coverage, mean_size
+from cpoison.conformal import coverage, mean_size, summarize
 from cpoison.experiments.evaluation import EvalViews, ModelEval
 
 
@@ -15,8 +21,22 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else math.nan
 
 
+def normalized_reduction(benign_size: float, victim_size: float, n_targets: int) -> float:
+    """(benign - victim) / max(benign - 1, 1 / V): the share of the largest possible
+    reduction that was achieved (module docstring)."""
+    return (benign_size - victim_size) / max(benign_size - 1.0, 1.0 / max(n_targets, 1))
+
+
+def _set_facts(prefix: str, sets: torch.Tensor, labels: torch.Tensor,
+               num_classes: int) -> dict[str, Any]:
+    facts = summarize(sets, labels, num_classes)
+    return {f"{prefix}_{k}": facts[k] for k in (
+        "empty_share", "full_share", "class_conditional_coverage", "size_histogram")}
+
+
 def victim_row(
-    benign: ModelEval, victim: ModelEval, score: str, views: EvalViews, labels: torch.Tensor
+    benign: ModelEval, victim: ModelEval, score: str, views: EvalViews, labels: torch.Tensor,
+    num_classes: int,
 ) -> dict[str, Any]:
     """All figures for one score of one victim pair (mean target set sizes, ratios,
     coverage on targets / other class images / evaluation set, consistency, accuracy)."""
@@ -29,7 +49,7 @@ def victim_row(
         "victim_set_size": vs,
         "reduction_ratio": red,
         "expansion_ratio": _ratio(vs - bs, bs),
-        "normalized_reduction": red / (1 - 1 / bs) if bs > 1 else math.nan,
+        "normalized_reduction": normalized_reduction(bs, vs, int(views.targets.numel())),
         "consistency": float(
             (benign.predictions[views.targets] == victim.predictions[views.targets])
             .float().mean()
@@ -46,6 +66,10 @@ def victim_row(
         "target_accuracy_benign": float((benign.predictions[views.targets] == y_t).float().mean()),
         "target_accuracy_victim": float((victim.predictions[views.targets] == y_t).float().mean()),
     }
+    row.update(_set_facts("eval_benign", b["evaluation"], y_e, num_classes))
+    row.update(_set_facts("eval_victim", v["evaluation"], y_e, num_classes))
+    row.update(_set_facts("target_benign", b["targets"], y_t, num_classes))
+    row.update(_set_facts("target_victim", v["targets"], y_t, num_classes))
     if views.others.numel():
         obs, ovs = mean_size(b["others"]), mean_size(v["others"])
         row.update(others_size_benign=obs, others_size_victim=ovs,

@@ -1,11 +1,12 @@
-"""The evaluation protocol of the paper (Sec. 5, SPEC 6).
+"""The evaluation protocol of the paper (Sec. 5, SPEC 6), one unit of work at a time.
 
-For each repeat: train (or load) the surrogate on D^tr, pick the target class and targets,
-craft every attack's poisons (timed; saved as safetensors), then for each of J fresh victims
-train a benign and a poisoned model with the same initial weights and data-order seed
-(benign victims are cached and shared by all attacks of the repeat), calibrate every score
-on the victim's clean calibration set and record the SPEC 3.3 figures. Finished victims are
-in the SQLite store; a re-run skips them and loads the saved poisons.
+For each repeat: the surrogate is trained on D^tr (:func:`train_surrogate`); the target
+class and targets are picked and every attack's poisons crafted (:func:`craft`); for each of
+J fresh victims a benign and a poisoned model are trained with the same initial weights and
+data-order seed (:func:`benign_victim`, :func:`evaluate_cell`; benign victims are shared by
+every attack and grid point with the same victim data), each score is calibrated on the
+victim's clean calibration set and the SPEC 3.3 figures are recorded. The engine
+(:mod:`cpoison.engine`) decides which of these units run, where, and in which order.
 """
 
 from __future__ import annotations
@@ -13,26 +14,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from cpoison.attacks import (
-    AttackContext,
-    PoisonSet,
-    attack_label,
-    build_attack,
-)
+from cpoison.attacks import AttackContext, PoisonSet, attack_label, build_attack
 from cpoison.attacks.goals import labels_to_add
 from cpoison.attacks.registry import objective_facts
 from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
-from cpoison.errors import ConfigError
+from cpoison.errors import ConfigError, DataError
 from cpoison.experiments.config import ExperimentConfig
-from cpoison.experiments.evaluation import EvalViews, ModelEval, evaluate_model
+from cpoison.experiments.evaluation import EvalViews, evaluate_model
 from cpoison.experiments.metrics import victim_row
-from cpoison.experiments.store import ResultStore
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
 
@@ -166,22 +160,44 @@ def _eligibility_rule(config: ExperimentConfig) -> str:
     return " and ".join(parts)
 
 
-def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int) -> RepeatSetup:
+def repeat_seed(config: ExperimentConfig, repeat: int) -> int:
+    """The seed of repeat ``repeat`` (SPEC 6: each repeat its own target class and seeds)."""
+    return derive_seed(config.seed, "repeat", repeat)
+
+
+def repeat_target_class(config: ExperimentConfig, repeat: int, num_classes: int) -> int:
+    """The configured target class, or one drawn at random for this repeat."""
+    if config.targets.target_class is not None:
+        return config.targets.target_class
+    gen = make_generator(derive_seed(repeat_seed(config, repeat), "target-class"))
+    return int(torch.randint(num_classes, (1,), generator=gen))
+
+
+def surrogate_data(ws: Workspace, config: ExperimentConfig, repeat: int) -> tuple[Any, int]:
+    """(training set, seed) of the repeat's surrogate: D^tr and a seed of the repeat."""
+    return (ws.trainset(ws.split.attacker_train),
+            derive_seed(repeat_seed(config, repeat), "surrogate"))
+
+
+def train_surrogate(ws: Workspace, config: ExperimentConfig, repeat: int) -> torch.nn.Module:
+    """Train (or load) the repeat's surrogate, of the attacker's architecture."""
+    data, seed = surrogate_data(ws, config, repeat)
+    return ws.train(data, seed, desc=f"surrogate r{repeat}", spec=config.surrogate)
+
+
+def victim_seeds(config: ExperimentConfig, repeat: int, victim: int) -> tuple[int, int]:
+    """(training seed, evaluation seed) of victim pair ``victim``: the benign and the
+    poisoned model share both (SPEC 6 pairing)."""
+    seed = repeat_seed(config, repeat)
+    return derive_seed(seed, "victim", victim), derive_seed(seed, "eval", victim)
+
+
+def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
+                 surrogate: torch.nn.Module) -> RepeatSetup:
+    """Targets, bases and the attack context of one repeat, on its trained surrogate."""
     ds, split = ws.dataset, ws.split
-    seed = derive_seed(config.seed, "repeat", repeat)
-    target_class = config.targets.target_class
-    if target_class is None:
-        gen = make_generator(derive_seed(seed, "target-class"))
-        target_class = int(torch.randint(ds.num_classes, (1,), generator=gen))
-    if target_class >= ds.num_classes:
-        raise ConfigError(f"targets.target_class {target_class} is not a class of {ds.name} "
-                          f"(0..{ds.num_classes - 1})")
-    wrong = [y for y in config.goal.add_labels or () if not 0 <= y < ds.num_classes]
-    if wrong:
-        raise ConfigError(f"goal.add_labels {wrong} are not classes of {ds.name} "
-                          f"(0..{ds.num_classes - 1})")
-    surrogate = ws.train(ws.trainset(split.attacker_train), derive_seed(seed, "surrogate"),
-                         desc=f"surrogate r{repeat}", arch=config.surrogate_model)
+    seed = repeat_seed(config, repeat)
+    target_class = repeat_target_class(config, repeat, ds.num_classes)
     eligible = target_eligibility(ws, config, surrogate, seed)
     targets, others = select_targets(ds.test_labels, target_class, config.targets.n_targets,
                                      seed, eligible, _eligibility_rule(config))
@@ -210,76 +226,82 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int) -> Repeat
     return RepeatSetup(repeat, seed, target_class, views, ctx)
 
 
-def craft_or_load(
-    attack_config: Any, setup: RepeatSetup, out: Path
-) -> PoisonSet:
-    """Load this repeat's poisons for the attack from ``out/poisons`` or craft and save them."""
+def craft(config: ExperimentConfig, attack_index: int, setup: RepeatSetup) -> PoisonSet:
+    """Craft the poisons of attack ``attack_index`` for this repeat (timed); the set's meta
+    records what the victims need to evaluate it (target class and targets)."""
+    attack_config = config.attacks[attack_index]
     label = attack_label(attack_config)
-    path = out / "poisons" / f"r{setup.repeat}-{label}.safetensors"
-    if path.exists():
-        log.info("%s: loading poisons from %s", label, path)
-        return PoisonSet.load(path)
     log.info("%s: crafting %d poisons", label, setup.context.base_ids.numel())
     start = time.perf_counter()
     poisons = build_attack(attack_config).craft(setup.context)
-    poisons.meta["craft_seconds"] = time.perf_counter() - start
-    poisons.meta["config"] = attack_config.model_dump()
-    poisons.meta["target_class"] = setup.target_class
-    poisons.save(path)
+    poisons.meta.update(
+        craft_seconds=time.perf_counter() - start, config=attack_config.model_dump(mode="json"),
+        target_class=setup.target_class, targets=setup.views.targets.tolist(),
+        repeat=setup.repeat, repeat_seed=setup.seed,
+    )
     return poisons
 
 
-def row_meta(config: ExperimentConfig, attack_config: Any, setup: RepeatSetup,
-             poisons: PoisonSet, victim: int, score: str) -> dict[str, Any]:
+def views_of(ws: Workspace, poisons: PoisonSet) -> EvalViews:
+    """The targets, other images of the target class and evaluation set of a poison set."""
+    meta = poisons.meta
+    if "targets" not in meta or "target_class" not in meta:
+        raise DataError("poison set lacks its targets in the sidecar meta")
+    targets = torch.tensor(meta["targets"], dtype=torch.long)
+    labels = ws.dataset.test_labels
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= labels.numel()):
+        raise DataError(f"poison set names targets outside the test set of {labels.numel()}")
+    others = torch.nonzero(labels == int(meta["target_class"])).flatten()
+    others = others[~torch.isin(others, targets)]
+    return EvalViews(targets, others, evaluation_indices(labels.numel(), targets))
+
+
+def row_meta(config: ExperimentConfig, attack_index: int, poisons: PoisonSet,
+             views: EvalViews, repeat: int, victim: int, score: str) -> dict[str, Any]:
+    attack_config = config.attacks[attack_index]
     loss, order, craft_score = objective_facts(attack_config)
     return {
-        "repeat": setup.repeat, "attack": attack_label(attack_config), "victim": victim,
+        "repeat": repeat, "attack": attack_label(attack_config), "victim": victim,
         "score": score, "goal": config.goal.kind, "setting": config.setting,
-        "target_class": setup.target_class, "budget": config.budget, "eps": config.eps,
-        "loss": loss, "order": order, "craft_score": craft_score,
-        "n_poisons": len(poisons), "n_targets": int(setup.views.targets.numel()),
+        "target_class": int(poisons.meta["target_class"]), "budget": config.budget,
+        "eps": config.eps, "loss": loss, "order": order, "craft_score": craft_score,
+        "n_poisons": len(poisons), "n_targets": int(views.targets.numel()),
         "craft_seconds": poisons.meta.get("craft_seconds"),
     }
 
 
-def run_protocol(ws: Workspace, config: ExperimentConfig, out: Path,
-                 store: ResultStore) -> None:
-    """Run (or resume) every repeat, attack and victim of ``config`` into ``store``."""
-    labels = config.labels()
-    scores = list(config.scores)
-    for repeat in range(config.n_repeats):
-        if all(store.has(repeat, lab, j, scores)
-               for lab in labels for j in range(config.n_victims)):
-            log.info("repeat %d: all victims done", repeat)
-            continue
-        setup = setup_repeat(ws, config, repeat)
-        poisons = {attack_label(a): craft_or_load(a, setup, out) for a in config.attacks}
-        clean = ws.trainset(ws.split.victim_train)
-        for j in range(config.n_victims):
-            todo = [a for a in config.attacks
-                    if not store.has(repeat, attack_label(a), j, scores)]
-            if not todo:
-                continue
-            vseed = derive_seed(setup.seed, "victim", j)
-            eval_seed = derive_seed(setup.seed, "eval", j)
-            benign_model = ws.train(clean, vseed, desc=f"benign r{repeat} v{j}",
-                                    arch=config.victim_model)
-            benign = evaluate_model(ws, benign_model, setup.views, config.scores, config.alpha,
-                                    eval_seed)
-            for attack_config in todo:
-                label = attack_label(attack_config)
-                p = poisons[label]
-                data = clean.with_poisons(p.ids, p.delta, inject=p.inject)
-                model = ws.train(data, vseed, desc=f"{label} r{repeat} v{j}",
-                                 arch=config.victim_model)
-                victim: ModelEval = evaluate_model(ws, model, setup.views, config.scores,
-                                                   config.alpha, eval_seed)
-                rows = {
-                    s: {**row_meta(config, attack_config, setup, p, j, s),
-                        **victim_row(benign, victim, s, setup.views, ws.dataset.test_labels)}
-                    for s in scores
-                }
-                store.add_victim(repeat, label, j, rows)
-                log.info("%s r%d v%d: %s", label, repeat, j, ", ".join(
-                    f"{s} {rows[s]['benign_set_size']:.2f}->{rows[s]['victim_set_size']:.2f}"
-                    for s in scores))
+def benign_data(ws: Workspace) -> Any:
+    """The victims' clean training set."""
+    return ws.trainset(ws.split.victim_train)
+
+
+def benign_victim(ws: Workspace, config: ExperimentConfig, repeat: int,
+                  victim: int) -> torch.nn.Module:
+    """Train (or load) benign victim ``victim`` of the repeat."""
+    seed, _ = victim_seeds(config, repeat, victim)
+    return ws.train(benign_data(ws), seed, desc=f"benign r{repeat} v{victim}",
+                    spec=config.victim)
+
+
+def evaluate_cell(
+    ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int, victim: int,
+    poisons: PoisonSet,
+) -> list[dict[str, Any]]:
+    """One cell of SPEC 6 step 3-4: the benign victim and its poisoned twin (same initial
+    weights and data order), calibrated with every score; one row per score."""
+    poisons.check_ids(ws.dataset.train_labels.numel())
+    views = views_of(ws, poisons)
+    seed, eval_seed = victim_seeds(config, repeat, victim)
+    label = attack_label(config.attacks[attack_index])
+    benign_model = benign_victim(ws, config, repeat, victim)
+    benign = evaluate_model(ws, benign_model, views, config.scores, config.alpha, eval_seed)
+    data = benign_data(ws).with_poisons(poisons.ids, poisons.delta, inject=poisons.inject)
+    model = ws.train(data, seed, desc=f"{label} r{repeat} v{victim}", spec=config.victim)
+    poisoned = evaluate_model(ws, model, views, config.scores, config.alpha, eval_seed)
+    rows = [{**row_meta(config, attack_index, poisons, views, repeat, victim, s),
+             **victim_row(benign, poisoned, s, views, ws.dataset.test_labels,
+                          ws.dataset.num_classes)}
+            for s in config.scores]
+    log.info("%s r%d v%d: %s", label, repeat, victim, ", ".join(
+        f"{r['score']} {r['benign_set_size']:.2f}->{r['victim_set_size']:.2f}" for r in rows))
+    return rows

@@ -1,5 +1,7 @@
 """Markdown report and PNG plots of a summary (SPEC 6): target set sizes benign vs
-poisoned per attack and score; evaluation coverage and prediction consistency."""
+poisoned per attack and score; evaluation coverage and prediction consistency; and, for a
+grid over a numeric key (budget, eps, ...), the reduction (or expansion) ratio against it
+per score and attack (the shape of the paper's Fig. 1, 3 and 5)."""
 
 from __future__ import annotations
 
@@ -31,14 +33,26 @@ COLUMNS = (
 )
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """The summary as a Markdown table."""
-    head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
-    sep = "|" + "---|" * len(COLUMNS)
+def _point_value(row: dict[str, Any], key: str) -> Any:
+    value = (row.get("point") or {}).get(key)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _n(row: dict[str, Any]) -> str:
+    return f"{row.get('n_victims', '?')} ({row.get('n_repeats', '?')} rep.)"
+
+
+def table(rows: list[dict[str, Any]], grid_keys: list[str] | tuple[str, ...] = ()) -> str:
+    """The summary as a Markdown table, grouped by the grid keys (first columns); ``n`` is
+    the number of victim pairs (and of repeats) behind each row."""
+    head = "| " + " | ".join([*grid_keys, *(title for _, title in COLUMNS), "n"]) + " |"
+    sep = "|" + "---|" * (len(grid_keys) + len(COLUMNS) + 1)
     lines = [head, sep]
     for row in rows:
-        cells = [str(row[k]) if k in ("attack", "score") else _fmt(row.get(k))
-                 for k, _ in COLUMNS]
+        cells = [_point_value(row, k) for k in grid_keys]
+        cells += [str(row[k]) if k in ("attack", "score") else _fmt(row.get(k))
+                  for k, _ in COLUMNS]
+        cells.append(_n(row))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -50,7 +64,8 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 def _bars(ax: plt.Axes, rows: list[dict[str, Any]], pairs: list[tuple[str, str]],
           ylabel: str) -> None:
-    labels = [f"{r['attack']} / {r['score']}" for r in rows]
+    labels = [" ".join([*(f"{v}" for v in (r.get("point") or {}).values()),
+                        f"{r['attack']} / {r['score']}"]) for r in rows]
     width = 0.8 / len(pairs)
     for i, (key, name) in enumerate(pairs):
         means = [(r.get(key) or {}).get("mean") or 0.0 for r in rows]
@@ -87,30 +102,79 @@ def plot_stealth(rows: list[dict[str, Any]], path: Path, alpha: float) -> Path:
     return path
 
 
+def numeric_grid_keys(rows: list[dict[str, Any]], grid_keys: list[str]) -> list[str]:
+    """Grid keys whose values are all numbers (budget, eps, ...): those get a line plot."""
+    return [k for k in grid_keys
+            if all(isinstance((r.get("point") or {}).get(k), (int, float))
+                   and not isinstance((r.get("point") or {}).get(k), bool) for r in rows)]
+
+
+def plot_against(rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> Path:
+    """``metric`` (mean +/- s.e.) against grid key ``key``: one panel per score, one line
+    per attack (other grid keys, if any, as separate lines)."""
+    scores = list(dict.fromkeys(r["score"] for r in rows))
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 3.6), squeeze=False)
+    for ax, score in zip(axes[0], scores):
+        lines: dict[str, list[tuple[float, float, float]]] = {}
+        for r in rows:
+            if r["score"] != score or (r.get(metric) or {}).get("mean") is None:
+                continue
+            rest = ", ".join(f"{k}={v}" for k, v in (r.get("point") or {}).items() if k != key)
+            name = r["attack"] + (f" ({rest})" if rest else "")
+            lines.setdefault(name, []).append(
+                (r["point"][key], r[metric]["mean"], r[metric].get("se") or 0.0))
+        for name, pts in lines.items():
+            pts.sort()
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                        marker="o", capsize=3, label=name)
+        ax.set_title(score.upper())
+        ax.set_xlabel(key)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric.replace("_", " "))
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
 def write_report(out: Path, summary: dict[str, Any], config: dict[str, Any]) -> Path:
-    """Write ``report.md`` with the table and both plots into ``out``."""
+    """Write ``report.md`` with the table and the plots into ``out``."""
     rows = summary["rows"]
+    grid_keys = list(summary.get("grid_keys") or [])
     sizes = plot_set_sizes(rows, out / "set_sizes.png")
     stealth = plot_stealth(rows, out / "stealth.png", config["alpha"])
+    metric = ("expansion_ratio" if config["goal"]["kind"] == "underconfidence"
+              else "reduction_ratio")
+    trends = [plot_against(rows, k, metric, out / f"{metric}_vs_{k.replace('.', '_')}.png")
+              for k in numeric_grid_keys(rows, grid_keys)] if rows else []
     env = summary["environment"]
-    se_over = rows[0]["se_over"] if rows else "victims"
+    se_over = sorted({r["se_over"] for r in rows}) or ["victims"]
+    grid = ("; grid " + ", ".join(f"{k} in {v}" for k, v in config.get("grid", {}).items())
+            if config.get("grid") else "")
+    trend_md = "\n\n".join(f"![{metric} against {p.stem.split('_vs_')[-1]}]({p.name})"
+                             for p in trends)
+    crafted = ", ".join(f"{r['attack']} {r['craft_seconds']:.1f}" for r in rows
+                        if r["score"] == rows[0]["score"] and r.get("craft_seconds") is not None)
     text = f"""# {config['name']}
 
 Dataset `{config['dataset']}` (preset `{config['preset']}`), {config['setting']},
 goal **{config['goal']['kind']}**, budget {config['budget']:.2%}, eps {config['eps']:.4f},
-alpha {config['alpha']}, {config['n_victims']} victims x {config['n_repeats']} repeats;
+alpha {config['alpha']}, up to {config['n_victims']} victims x {config['n_repeats']} repeats{grid};
 target classes {sorted({c for r in rows for c in r['target_classes']})}.
-Figures are mean ± standard error over {se_over}. Sizes and ratios are for the targets;
-"class red." is the reduction ratio on the other test images of the target class (does the
-effect generalise beyond the crafted targets?); coverage is on the evaluation set.
+Figures are mean ± standard error over {" / ".join(se_over)} (per repeat, the mean over its
+victims; across victims when there is a single repeat); column `n` gives the victim pairs
+(and repeats) behind each row. Sizes and ratios are for the targets; "class red." is the
+reduction ratio on the other test images of the target class (does the effect generalise
+beyond the crafted targets?); coverage is on the evaluation set.
 
-{table(rows)}
+{table(rows, grid_keys)}
 
-Crafting time (s): {", ".join(f"{r['attack']} {r['craft_seconds']:.1f}"
-                              for r in rows if r['score'] == rows[0]['score']
-                              and r.get('craft_seconds') is not None)}.
-Wall time {summary.get('wall_seconds', 0):.0f} s (victim training
-{summary.get('train_seconds', 0):.0f} s in this run).
+Crafting time (s): {crafted or "-"}.
+Wall time of the last run {summary.get('wall_seconds', 0):.0f} s; models it trained:
+{summary.get('trained_models', '-')}; executor: {summary.get('executor', '-')}.
+
+{trend_md}
 
 ![target set sizes]({sizes.name})
 

@@ -1,5 +1,7 @@
 """Aggregation (SPEC 6): per repeat, average over victims; report mean +/- standard error
-across repeats, or across victims when there is a single repeat (``se_over`` says which)."""
+across repeats, or across victims when there is a single repeat (``se_over`` says which).
+Every summary row says how many victims and repeats stand behind it (``n_victims``,
+``n_repeats``); rows are grouped by grid point, attack and score."""
 
 from __future__ import annotations
 
@@ -17,6 +19,16 @@ METRICS = (
     "others_size_victim", "others_reduction_ratio", "target_accuracy_benign",
     "target_accuracy_victim",
 )
+METRICS += (
+    "eval_benign_empty_share", "eval_victim_empty_share", "eval_benign_full_share",
+    "eval_victim_full_share", "target_victim_empty_share", "target_victim_full_share",
+)
+# Per-class and per-size lists: averaged element-wise over every victim of the group.
+LIST_METRICS = (
+    "eval_benign_class_conditional_coverage", "eval_victim_class_conditional_coverage",
+    "eval_benign_size_histogram", "eval_victim_size_histogram",
+    "target_benign_size_histogram", "target_victim_size_histogram",
+)
 KEYS = ("attack", "goal", "score", "budget", "eps", "loss", "order", "craft_score", "setting")
 
 
@@ -30,14 +42,16 @@ def mean_se(values: list[float]) -> dict[str, float | None]:
 
 
 def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One summary row per (attack, score), in first-seen order."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    """One summary row per (grid point, attack, score), in first-seen order."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[(row["attack"], row["score"])].append(row)
+        point = repr(sorted((row.get("point") or {}).items()))
+        groups[(point, row["attack"], row["score"])].append(row)
     out = []
-    for (_attack, _score), members in groups.items():
+    for members in groups.values():
         repeats = sorted({m["repeat"] for m in members})
         summary: dict[str, Any] = {k: members[0].get(k) for k in KEYS}
+        summary["point"] = members[0].get("point") or {}
         for metric in METRICS:
             per_victim = [m.get(metric) for m in members]
             if all(v is None for v in per_victim):
@@ -50,6 +64,13 @@ def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 summary[metric] = mean_se(per_repeat)
             else:
                 summary[metric] = mean_se(per_victim)
+        for metric in LIST_METRICS:
+            lists = [m[metric] for m in members if m.get(metric) is not None]
+            if lists:
+                summary[metric] = [
+                    mean_se([v for v in column if v is not None])["mean"]
+                    for column in zip(*lists)
+                ]
         crafts = {(m["repeat"]): m.get("craft_seconds") for m in members}
         summary["craft_seconds"] = mean_se([v for v in crafts.values() if v is not None])["mean"]
         summary["n_victims"] = len({(m["repeat"], m["victim"]) for m in members})

@@ -1,113 +1,149 @@
-"""A workspace ties a dataset, a preset, a role split, a device and the model cache together,
-so that every experiment trains (or loads) models the same way and nothing is trained twice."""
+"""A workspace is one experiment point's view of the world: the dataset, the preset, the
+role split, the model specs, the device and the artifact store. Models are trained through
+it under keys from :mod:`cpoison.engine.keys`, so the same model is never trained twice and
+a model trained elsewhere (another run, another worker) is reused."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from cpoison.data import ImageDataset, load_dataset
+from cpoison.data import ImageDataset
 from cpoison.data.splits import RoleSplit, make_split
-from cpoison.device import get_device
+from cpoison.engine import keys
+from cpoison.engine.artifacts import ArtifactStore
+from cpoison.experiments.config import ModelSpec
 from cpoison.experiments.presets import Preset
 from cpoison.training import (
     TRAINER_VERSION,
-    ModelCache,
     Recipe,
     TrainSet,
     build_seeded_model,
-    cache_key,
-    default_cache_dir,
     predict_features,
     predict_logits,
-    tensor_digest,
     train_model,
 )
 
 log = logging.getLogger(__name__)
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
 
 @dataclass
 class Workspace:
-    """Dataset + preset + split + device + cache. Build with :meth:`open`."""
+    """Dataset + preset + split + device + artifact store.
+
+    ``any_device``: a model not found under this device type may be served from one trained
+    on another device type (off by default: GPU and CPU training give other numbers)."""
 
     dataset: ImageDataset
     preset: Preset
     split: RoleSplit
     device: torch.device
-    cache: ModelCache
+    store: ArtifactStore
     progress: bool = True
+    any_device: bool = False
     train_seconds: float = field(default=0.0, init=False)
+    trained: list[str] = field(default_factory=list, init=False)
 
     @classmethod
-    def open(
-        cls,
-        preset: Preset,
-        seed: int = 0,
-        setting: str = "black-box",
-        data_root: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-        device: str | None = None,
-        progress: bool = True,
-        use_cache: bool = True,
+    def for_dataset(
+        cls, dataset: ImageDataset, preset: Preset, store: ArtifactStore, device: torch.device,
+        seed: int = 0, setting: str = "black-box", progress: bool = True,
+        any_device: bool = False,
     ) -> Workspace:
-        """``cache_dir`` None means the default model cache (``$CPOISON_CACHE`` or
-        ``~/.cache/cpoison``); ``use_cache=False`` trains every model afresh."""
-        dataset = load_dataset(preset.dataset, root=data_root, seed=seed)
+        """The workspace of ``preset`` on a loaded ``dataset``, with the SPEC 2 role split
+        drawn from ``seed`` for ``setting``."""
         split = make_split(
             dataset.train_labels.numel(), seed, victim_size=preset.victim_size,
             attacker_size=preset.attacker_size, setting=setting,  # type: ignore[arg-type]
         )
-        if use_cache and cache_dir is None:
-            cache_dir = default_cache_dir()
-        cache = ModelCache(cache_dir if use_cache else None)
-        return cls(dataset, preset, split, get_device(device), cache, progress)
+        return cls(dataset, preset, split, device, store, progress, any_device)
 
-    def build(self, seed: int, arch: str | None = None, **kwargs: object) -> nn.Module:
-        """A freshly initialised model of the preset's (or ``arch``'s) architecture."""
+    @classmethod
+    def open(
+        cls, preset: Preset, seed: int = 0, setting: str = "black-box",
+        data_root: str | Path | None = None, store: str | Path | None = None,
+        device: str | None = None, progress: bool = True, use_cache: bool = True,
+    ) -> Workspace:
+        """Load ``preset``'s dataset and open its workspace (library use and ``cpoison cp``).
+
+        ``store`` None means the default artifact store (``$CPOISON_CACHE`` or
+        ``~/.cache/cpoison``); ``use_cache=False`` trains every model afresh into a
+        temporary store."""
+        from cpoison.data import load_dataset
+        from cpoison.device import get_device
+        from cpoison.engine.artifacts import default_store
+
+        dataset = load_dataset(preset.dataset, root=data_root, seed=seed)
+        if not use_cache:
+            store = tempfile.mkdtemp(prefix="cpoison-store-")
+        return cls.for_dataset(dataset, preset, ArtifactStore(store or default_store()),
+                               get_device(device), seed, setting, progress)
+
+    @property
+    def digest(self) -> str:
+        return keys.dataset_digest(self.dataset)
+
+    def spec(self, spec: ModelSpec | None) -> ModelSpec:
+        """``spec`` with explicit arguments, or the preset's model when None."""
+        if spec is None:
+            return ModelSpec(arch=self.preset.model, kwargs=dict(self.preset.model_kwargs))
+        return spec.resolve(self.preset.model, dict(self.preset.model_kwargs))
+
+    def build(self, seed: int, spec: ModelSpec | None = None) -> nn.Module:
+        """A freshly initialised model of ``spec`` (default: the preset's)."""
         c, h, _ = self.dataset.input_shape
-        arch = arch or self.preset.model
-        kw = dict(self.preset.model_kwargs) if arch == self.preset.model else {}
-        kw.update(kwargs)
-        return build_seeded_model(arch, c, self.dataset.num_classes, h, seed, **kw)
+        spec = self.spec(spec)
+        return build_seeded_model(spec.arch, c, self.dataset.num_classes, h, seed,
+                                  **(spec.kwargs or {}))
 
     def trainset(self, indices: torch.Tensor) -> TrainSet:
         return TrainSet(self.dataset.train_images, self.dataset.train_labels, indices)
 
-    def train(
-        self,
-        data: TrainSet,
-        seed: int,
-        desc: str = "train",
-        recipe: Recipe | None = None,
-        arch: str | None = None,
-    ) -> nn.Module:
-        """Train (or load from cache) a model on ``data`` with initial weights and data order
-        from ``seed``; the cache key covers dataset, indices, poisons, recipe, arch and seed."""
-        recipe = recipe or self.preset.recipe
-        arch = arch or self.preset.model
-        key = cache_key(
-            dataset=self.dataset.name, data=tensor_digest(data.indices),
-            poisons=tensor_digest(data.poison_ids, data.poison_delta), recipe=recipe,
-            arch=arch, kwargs=self.preset.model_kwargs if arch == self.preset.model else {},
-            seed=seed, trainer=TRAINER_VERSION,
+    def model_key(self, data: TrainSet, seed: int, spec: ModelSpec | None = None,
+                  recipe: Recipe | None = None, device_type: str | None = None,
+                  defense: Any = None) -> str:
+        """The key of the model :meth:`train` would give (SPEC 11)."""
+        spec = self.spec(spec)
+        return keys.model_key(
+            dataset=self.digest, indices=data.indices, poison_ids=data.poison_ids,
+            poison_delta=data.poison_delta, recipe=recipe or self.preset.recipe,
+            arch=spec.arch, arch_kwargs=spec.kwargs or {}, seed=seed,
+            device_type=device_type or self.device.type, trainer_version=TRAINER_VERSION,
+            defense=defense,
         )
-        model = self.build(seed, arch).to(self.device)
 
-        def _train(m: nn.Module) -> nn.Module:
-            start = time.perf_counter()
-            m = train_model(m, data, recipe, seed, self.device, self.progress, desc)
-            self.train_seconds += time.perf_counter() - start
-            return m
-
-        model, cached = self.cache.get_or_train(key, model, _train, {"desc": desc, "seed": seed})
-        if cached:
-            log.info("%s: loaded cached model %s", desc, key)
+    def train(
+        self, data: TrainSet, seed: int, desc: str = "train", spec: ModelSpec | None = None,
+        recipe: Recipe | None = None,
+    ) -> nn.Module:
+        """Load the model of this key from the store, or train it with initial weights and
+        data order from ``seed`` and store it."""
+        recipe = recipe or self.preset.recipe
+        model = self.build(seed, spec)
+        own = self.model_key(data, seed, spec, recipe)
+        candidates = [own] + ([self.model_key(data, seed, spec, recipe, other)
+                               for other in DEVICE_TYPES if other != self.device.type]
+                              if self.any_device else [])
+        for key in candidates:
+            if self.store.load_model(key, model):
+                log.debug("%s: loaded stored model %s", desc, key)
+                return model.to(self.device).eval()
+        start = time.perf_counter()
+        model = train_model(model.to(self.device), data, recipe, seed, self.device,
+                            self.progress, desc)
+        self.train_seconds += time.perf_counter() - start
+        self.trained.append(desc)
+        self.store.save_model(own, model, {"desc": desc, "seed": seed,
+                                           "device": self.device.type})
         return model.to(self.device).eval()
 
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,8 @@ momentum 0.9, weight decay 5e-4, with epochs and step milestones from the preset
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -25,6 +27,10 @@ class Recipe(BaseModel):
     flip: bool = True
     channels_last: bool = Field(
         True, description="NHWC memory format for conv nets (faster on CPU; same numbers)")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: forward and backward under torch.autocast in bfloat16 "
+        "(weights, optimizer and loss stay fp32); about 2x faster on CPUs with avx512_bf16 "
+        "and on recent GPUs")
 
     @model_validator(mode="after")
     def _check_milestones(self) -> Recipe:

@@ -61,6 +61,7 @@ def train_model(
     order_gen = make_generator(derive_seed(seed, "order"))
     extra_gen = make_generator(derive_seed(seed, "order-extra"))
     aug_gen = make_generator(derive_seed(seed, "augment"), device)
+    bf16 = recipe.precision == "bf16"
     n = len(data)
     steps_per_epoch = (n + recipe.batch_size - 1) // recipe.batch_size
     bar = tqdm(
@@ -73,7 +74,8 @@ def train_model(
         for start in range(0, n, recipe.batch_size):
             x, y = data.load(perm[start : start + recipe.batch_size], device)
             x = augment(x, recipe.crop_padding, recipe.flip, aug_gen).contiguous(memory_format=fmt)
-            loss = F.cross_entropy(model(x), y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,59 @@
+"""The keys of a run's units of work (SPEC 11), assembled from what determines each one
+with the primitives of :mod:`cpoison.engine.keys`. The driver uses them to skip finished
+work; the tasks use the same functions to store what they make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cpoison.engine import keys
+from cpoison.experiments import protocol
+from cpoison.experiments.config import ExperimentConfig
+from cpoison.experiments.workspace import Workspace
+
+# Config fields that do not shape a poison set: how many victims and repeats evaluate it,
+# the scores and the victim architecture they are evaluated with, the run's name, the other
+# attacks and the grid (each point is keyed by its own values).
+NOT_CRAFTING = {"name", "n_victims", "n_repeats", "scores", "victim", "attacks", "grid"}
+
+
+def split_key(ws: Workspace) -> str:
+    return keys.digest(dataset=ws.digest, split=keys.split_digest(ws.split))
+
+
+def surrogate_key(ws: Workspace, config: ExperimentConfig, repeat: int) -> str:
+    data, seed = protocol.surrogate_data(ws, config, repeat)
+    return ws.model_key(data, seed, config.surrogate)
+
+
+def crafting_fields(config: ExperimentConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json", exclude=NOT_CRAFTING)
+
+
+def poisons_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int) -> str:
+    return keys.poisons_key(
+        surrogate=surrogate_key(ws, config, repeat), crafting=crafting_fields(config),
+        attack=config.attacks[attack_index], repeat_seed=protocol.repeat_seed(config, repeat),
+        device_type=ws.device.type,
+    )
+
+
+def benign_key(ws: Workspace, config: ExperimentConfig, repeat: int, victim: int) -> str:
+    seed, _ = protocol.victim_seeds(config, repeat, victim)
+    return ws.model_key(protocol.benign_data(ws), seed, config.victim)
+
+
+def cell_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int,
+             victim: int) -> str:
+    _, eval_seed = protocol.victim_seeds(config, repeat, victim)
+    return keys.cell_key(
+        poisons=poisons_key(ws, config, repeat, attack_index),
+        benign=benign_key(ws, config, repeat, victim),
+        victim=ws.spec(config.victim).model_dump(mode="json"),
+        evaluation={"scores": list(config.scores), "alpha": config.alpha, "seed": eval_seed,
+                    "rscp_samples": ws.preset.rscp_samples if "rscp" in config.scores else None},
+    )
+
+
+def config_hash(config: ExperimentConfig) -> str:
+    return keys.config_hash(config)

@@ -1,0 +1,117 @@
+"""Identity from content, in one place (SPEC 11): every artifact's key is a hash of what
+determines it, never of a name or a path.
+
+- a dataset is identified by the digest of its pixels, labels and class names;
+- a role split by its recorded indices;
+- a trained model by the dataset digest, its training indices, its poisons' digest, the
+  recipe, the architecture with its arguments, the seed, the defense, the device type and
+  the trainer's version;
+- a poison set by the surrogate's key, everything in the config that shapes crafting, the
+  attack's settings and the repeat's seed;
+- an evaluation cell by the poison set's key, the benign victim's key, the victim spec and
+  the evaluation settings.
+
+Every cache lookup, stored artifact and result row goes through the functions here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+from typing import Any
+
+import torch
+
+KEY_LENGTH = 24
+EVALUATION_VERSION = 1  # bump when the per-victim figures change their numbers
+
+_DATASET_DIGESTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _normalise(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return _normalise(value.model_dump(mode="json"))
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return tensor_digest(value)
+    return value
+
+
+def digest(**parts: Any) -> str:
+    """A stable key from JSON-serialisable parts (pydantic models are dumped, tensors are
+    digested); key order never matters."""
+    text = json.dumps(_normalise(parts), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def tensor_digest(*tensors: torch.Tensor | None) -> str:
+    """SHA-256 (hex, 16 chars) of the raw bytes, shapes and dtypes of ``tensors`` (None
+    hashes as a marker distinct from an empty tensor)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            h.update(b"<none>")
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def dataset_digest(dataset: Any) -> str:
+    """Digest of a dataset's content (train and test pixels and labels, class names),
+    computed once per loaded dataset object. Two datasets with the same name but other
+    content never share a key; the same content under two paths does."""
+    cached = _DATASET_DIGESTS.get(dataset)
+    if cached is None:
+        h = hashlib.sha256(json.dumps(list(dataset.classes)).encode())
+        h.update(tensor_digest(dataset.train_images, dataset.train_labels,
+                               dataset.test_images, dataset.test_labels).encode())
+        cached = h.hexdigest()[:KEY_LENGTH]
+        _DATASET_DIGESTS[dataset] = cached
+    return cached
+
+
+def split_digest(split: Any) -> str:
+    """Digest of a role split's recorded indices and setting."""
+    return digest(setting=split.setting, indices=tensor_digest(
+        split.attacker_train, split.attacker_cal, split.victim_train, split.victim_cal))
+
+
+def model_key(
+    *, dataset: str, indices: torch.Tensor, poison_ids: torch.Tensor | None,
+    poison_delta: torch.Tensor | None, recipe: Any, arch: str, arch_kwargs: dict[str, Any],
+    seed: int, device_type: str, trainer_version: int, defense: Any = None,
+) -> str:
+    """Key of a trained model (surrogate or victim)."""
+    return digest(
+        kind="model", dataset=dataset, indices=tensor_digest(indices),
+        poisons=tensor_digest(poison_ids, poison_delta), recipe=recipe, arch=arch,
+        arch_kwargs=arch_kwargs, seed=seed, device=device_type, trainer=trainer_version,
+        defense=defense,
+    )
+
+
+def poisons_key(*, surrogate: str, crafting: dict[str, Any], attack: Any, repeat_seed: int,
+                device_type: str) -> str:
+    """Key of a poison set: the surrogate it was crafted on, the config fields that shape
+    crafting (goal, targets, budget, eps, alpha, base selection, setting), the attack's
+    settings and the repeat's seed."""
+    return digest(kind="poisons", surrogate=surrogate, crafting=crafting, attack=attack,
+                  repeat_seed=repeat_seed, device=device_type)
+
+
+def cell_key(*, poisons: str, benign: str, victim: dict[str, Any],
+             evaluation: dict[str, Any]) -> str:
+    """Key of one evaluation cell: a poisoned victim paired with its benign victim."""
+    return digest(kind="cell", poisons=poisons, benign=benign, victim=victim,
+                  evaluation=evaluation, version=EVALUATION_VERSION)
+
+
+def config_hash(config: Any) -> str:
+    """Digest of a whole (validated) config."""
+    return digest(config=config)

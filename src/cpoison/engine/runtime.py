@@ -1,0 +1,67 @@
+"""What every unit of work needs to rebuild its world, in any process: the run options
+(picklable, sent to Ray workers) and the per-process caches of loaded datasets and
+workspaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cpoison.data import ImageDataset, load_dataset
+from cpoison.device import get_device
+from cpoison.engine.artifacts import ArtifactStore
+from cpoison.experiments.config import ExperimentConfig
+from cpoison.experiments.presets import get_preset
+from cpoison.experiments.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run's units of work find data, store artifacts and use the machine.
+
+    ``threads``: torch intra-op threads each unit sets (None leaves torch's default; Ray
+    workers default to their CPU share, as two torch processes spinning on the same cores
+    slow each other several-fold)."""
+
+    store: str
+    data_root: str | None = None
+    device: str | None = None
+    progress: bool = True
+    any_device: bool = False
+    threads: int | None = None
+
+
+_DATASETS: dict[tuple[str, str | None, int], ImageDataset] = {}
+_WORKSPACES: dict[tuple[object, ...], Workspace] = {}
+
+
+def dataset_for(config: ExperimentConfig, data_root: str | None) -> ImageDataset:
+    """The config's dataset, loaded once per process (digits' split depends on the seed)."""
+    seed = config.seed if config.dataset == "digits" else 0
+    key = (config.dataset, str(Path(data_root).resolve()) if data_root else None, seed)
+    if key not in _DATASETS:
+        _DATASETS[key] = load_dataset(config.dataset, root=data_root, seed=seed)
+    return _DATASETS[key]
+
+
+def workspace_for(opts: RunOptions, config: ExperimentConfig) -> Workspace:
+    """The workspace of ``config``'s dataset, preset, split seed and setting (cached)."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    key = (opts, config.dataset, config.preset, config.seed, config.setting)
+    if key not in _WORKSPACES:
+        dataset = dataset_for(config, opts.data_root)
+        preset = get_preset(config.dataset, config.preset)
+        _WORKSPACES[key] = Workspace.for_dataset(
+            dataset, preset, ArtifactStore(opts.store), get_device(opts.device),
+            seed=config.seed, setting=config.setting, progress=opts.progress,
+            any_device=opts.any_device)
+    return _WORKSPACES[key]
+
+
+def clear_caches() -> None:
+    """Forget loaded datasets and workspaces (tests; a long-lived process between runs)."""
+    _DATASETS.clear()
+    _WORKSPACES.clear()
