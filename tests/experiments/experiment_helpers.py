@@ -15,6 +15,9 @@ from typing import Any
 
 import torch
 
+from cpoison.attacks import PoisonSet
+from cpoison.engine.artifacts import ArtifactStore
+
 from cpoison.experiments.config import ExperimentConfig, validate_config
 from cpoison.experiments.runner import run_experiment
 
@@ -37,7 +40,7 @@ TINY: dict[str, Any] = {
     ],
 }
 LABELS = ("ours-l3-o1-hps", "randun")
-TIMINGS = {"craft_seconds", "wall_seconds", "train_seconds", "environment"}
+TIMINGS = {"craft_seconds", "wall_seconds", "environment", "trained_models"}
 
 
 def tiny_raw(**changes: Any) -> dict[str, Any]:
@@ -72,7 +75,7 @@ def run_tiny(root: Path, config: ExperimentConfig | None = None) -> Run:
     """Run the tiny config into ``root/out`` with a fresh model cache ``root/cache``."""
     out, cache = root / "out", root / "cache"
     with one_thread():
-        summary = run_experiment(config or tiny_config(), out, cache_dir=cache, progress=False)
+        summary = run_experiment(config or tiny_config(), out, store=cache, progress=False)
     return Run(out, cache, summary)
 
 
@@ -88,12 +91,23 @@ def comparable(value: Any) -> Any:
 
 
 def stored_rows(out: Path) -> list[dict[str, Any]]:
-    """Every per-victim row of ``out/results.sqlite`` (read with plain sqlite3), in key order,
-    with the key columns added."""
+    """Every per-victim row of ``out/results.sqlite`` (read with plain sqlite3), in
+    (repeat, attack, victim, score) order, with that key added."""
     conn = sqlite3.connect(out / "results.sqlite")
     try:
-        cur = conn.execute("SELECT repeat, attack, victim, score, data FROM rows "
-                           "ORDER BY repeat, attack, victim, score")
-        return [{"_key": list(r[:4]), **json.loads(r[4])} for r in cur.fetchall()]
+        cur = conn.execute("SELECT rows FROM cells")
+        rows = [row for (data,) in cur.fetchall() for row in json.loads(data)]
     finally:
         conn.close()
+    for row in rows:
+        row["_key"] = [row["repeat"], row["attack"], row["victim"], row["score"]]
+    return sorted(rows, key=lambda r: r["_key"])
+
+
+def stored_poisons(store: Path, label: str) -> list[PoisonSet]:
+    """The poison sets of attack ``label`` in the artifact store ``store``."""
+    sets = []
+    for sidecar in sorted((store / "poisons").glob("*.json")):
+        if json.loads(sidecar.read_text())["meta"].get("attack") == label:
+            sets.append(ArtifactStore(store).load_poisons(sidecar.stem))
+    return sets

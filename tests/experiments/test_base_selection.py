@@ -12,20 +12,29 @@ from cpoison.attacks.goals import labels_to_add
 from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.errors import ConfigError
 from cpoison.experiments.presets import get_preset
-from cpoison.experiments.protocol import choose_bases, setup_repeat, target_eligibility
+from cpoison.experiments.protocol import (
+    choose_bases,
+    setup_repeat,
+    target_eligibility,
+    train_surrogate,
+)
 from cpoison.experiments.workspace import Workspace
 
 
 def _workspace(tmp_path) -> Workspace:
-    return Workspace.open(get_preset("digits", "cpu"), seed=0, cache_dir=tmp_path,
+    return Workspace.open(get_preset("digits", "cpu"), seed=0, store=tmp_path,
                           progress=False)
+
+
+def _setup(ws: Workspace, config) -> object:
+    return setup_repeat(ws, config, 0, train_surrogate(ws, config, 0))
 
 
 def test_nearest_bases_are_the_targets_neighbours(tmp_path) -> None:
     ws = _workspace(tmp_path)
     config = tiny_config(poison_selection="nearest")
     with one_thread():
-        setup = setup_repeat(ws, config, 0)
+        setup = _setup(ws, config)
     ctx, ds = setup.context, ws.dataset
     ids = ctx.base_ids
     n = round(config.budget * ws.split.victim_train.numel())
@@ -62,7 +71,7 @@ def test_labels_to_add_bases_come_from_each_targets_added_labels(tmp_path) -> No
     goal = {"kind": "underconfidence", "add_top": 3}
     config = tiny_config(goal=goal, poison_class="labels-to-add", poison_selection="nearest")
     with one_thread():
-        setup = setup_repeat(ws, config, 0)
+        setup = _setup(ws, config)
     ctx, ds = setup.context, ws.dataset
     ids = ctx.base_ids
     assert ids.numel() == round(config.budget * ws.split.victim_train.numel())
@@ -96,7 +105,7 @@ def test_targets_by_surrogate_set_size(tmp_path) -> None:
     ws = _workspace(tmp_path)
     ds = ws.dataset
     with one_thread():
-        base = setup_repeat(ws, tiny_config(), 0)
+        base = _setup(ws, tiny_config())
     surrogate, seed = base.context.surrogate, base.seed
     cal = ws.split.attacker_cal
     sizes = {}
@@ -111,13 +120,13 @@ def test_targets_by_surrogate_set_size(tmp_path) -> None:
         sizes[size] = int((eligible & (ds.test_labels == 3)).sum())
         if sizes[size]:
             with one_thread():
-                setup = setup_repeat(ws, config, 0)
+                setup = _setup(ws, config)
             assert bool(eligible[setup.views.targets].all())
             assert setup.views.targets.numel() == min(5, sizes[size])
     assert sizes[1] > 0  # the draw above ran at least once
     empty = tiny_config(targets={"target_class": 3, "set_size": 10, "correct_only": False})
     with pytest.raises(ConfigError, match="no test image of class 3 is eligible"), one_thread():
-        setup_repeat(ws, empty, 0)
+        _setup(ws, empty)
 
 
 def test_nearest_pixel_bases_are_the_targets_pixel_neighbours(tmp_path) -> None:
@@ -127,8 +136,8 @@ def test_nearest_pixel_bases_are_the_targets_pixel_neighbours(tmp_path) -> None:
     ws = _workspace(tmp_path)
     ds = ws.dataset
     with one_thread():
-        setup = setup_repeat(ws, tiny_config(poison_selection="nearest-pixels"), 0)
-        by_features = setup_repeat(ws, tiny_config(poison_selection="nearest"), 0)
+        setup = _setup(ws, tiny_config(poison_selection="nearest-pixels"))
+        by_features = _setup(ws, tiny_config(poison_selection="nearest"))
     ids = setup.context.base_ids
     assert ids.numel() == by_features.context.base_ids.numel() == ids.unique().numel()
 

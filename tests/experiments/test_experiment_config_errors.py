@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from experiment_helpers import one_thread, stored_rows, tiny_config, tiny_raw
+from experiment_helpers import one_thread, tiny_config, tiny_raw
 
 from cpoison.errors import ConfigError
 from cpoison.experiments.config import load_config, validate_config
-from cpoison.experiments.runner import run_experiment, run_from_config
+from cpoison.experiments.runner import run_experiment
 
 
 def test_tiny_config_is_valid():
@@ -70,60 +70,15 @@ def test_load_config_applies_overrides_and_names_the_file(tmp_path):
         load_config(tmp_path / "absent.yaml")
 
 
-def test_different_config_in_the_same_folder_is_refused(reference_run):
-    before = stored_rows(reference_run.out)
-    resolved = (reference_run.out / "config.resolved.yaml").read_text()
-    with pytest.raises(ConfigError, match="different config"):
-        run_experiment(tiny_config(seed=1), reference_run.out, cache_dir=reference_run.cache,
-                       progress=False)
-    assert (reference_run.out / "config.resolved.yaml").read_text() == resolved
-    assert len(stored_rows(reference_run.out)) == len(before)
-
-
 def test_budget_larger_than_the_target_class_pool_is_refused(reference_run, tmp_path):
     """0.5 x 675 victim images = 338 poisons, but the attacker holds about 68 images of the
-    target class: ConfigError naming the budget (the surrogate comes from the cache)."""
+    target class: ConfigError naming the budget, before any model trains or --out is
+    claimed."""
     with pytest.raises(ConfigError, match=r"budget 0\.5 needs 338 poisons"), one_thread():
         run_experiment(tiny_config(budget=0.5), tmp_path / "out",
-                       cache_dir=reference_run.cache, progress=False)
-
-
-def test_results_written_before_a_new_setting_existed_still_resume(reference_run, tmp_path):
-    """A stored resolved config that lacks a setting added later (so it takes its default)
-    is the same config: the run resumes instead of refusing the folder."""
-    import shutil
-
-    out = tmp_path / "out"
-    shutil.copytree(reference_run.out, out)
-    stored = yaml.safe_load((out / "config.resolved.yaml").read_text())
-    del stored["poison_selection"]
-    (out / "config.resolved.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
-    before = stored_rows(out)
-    with one_thread():
-        run_experiment(tiny_config(), out, cache_dir=reference_run.cache, progress=False)
-    assert stored_rows(out) == before  # nothing recomputed, nothing lost
-    assert "poison_selection" in (out / "config.resolved.yaml").read_text()
-
-
-def test_the_demo_sets_an_older_demo_run_aside(reference_run, tmp_path):
-    """`cpoison demo` after the demo config changed: the old run folder is renamed to
-    `<out>.previous-1` with its results intact, and the new config runs into `<out>`
-    (plain `cpoison attack` keeps refusing, see above)."""
-    import shutil
-
-    out = tmp_path / "demo"
-    shutil.copytree(reference_run.out, out)
-    before = stored_rows(out)
-    config_path = tmp_path / "new.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_raw(n_victims=1)))
-    with one_thread():
-        run_from_config(config_path, [], out, set_aside_other=True,
-                        cache_dir=reference_run.cache, progress=False)
-    old = tmp_path / "demo.previous-1"
-    assert stored_rows(old) == before
-    assert yaml.safe_load((old / "config.resolved.yaml").read_text())["n_victims"] == 2
-    assert yaml.safe_load((out / "config.resolved.yaml").read_text())["n_victims"] == 1
-    assert len(stored_rows(out)) == len(before) // 2
+                       store=tmp_path / "empty-cache", progress=False)
+    assert not any((tmp_path / "empty-cache").rglob("*.safetensors"))
+    assert not (tmp_path / "out" / "config.resolved.yaml").exists()
 
 
 def test_labels_to_add_outside_the_dataset_are_refused(reference_run, tmp_path):
@@ -131,6 +86,6 @@ def test_labels_to_add_outside_the_dataset_are_refused(reference_run, tmp_path):
     raised before any model is trained (digits has classes 0..9)."""
     config = tiny_config(goal={"kind": "underconfidence", "add_labels": [2, 12]})
     with pytest.raises(ConfigError, match=r"goal.add_labels \[12\] are not classes of digits"):
-        run_experiment(config, tmp_path / "out", cache_dir=tmp_path / "empty-cache",
+        run_experiment(config, tmp_path / "out", store=tmp_path / "empty-cache",
                        progress=False)
     assert not any((tmp_path / "empty-cache").rglob("*.safetensors"))

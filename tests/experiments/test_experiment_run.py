@@ -6,9 +6,15 @@ import json
 
 import pytest
 import yaml
-from experiment_helpers import LABELS, comparable, run_tiny, stored_rows, tiny_config
+from experiment_helpers import (
+    LABELS,
+    comparable,
+    run_tiny,
+    stored_poisons,
+    stored_rows,
+    tiny_config,
+)
 
-from cpoison.attacks import PoisonSet
 from cpoison.experiments.presets import get_preset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -24,13 +30,6 @@ def test_digits_cpu_preset_is_the_small_mlp():
     preset = get_preset("digits", "cpu")
     assert preset.model == "mlp"
     assert preset.victim_size is None and preset.attacker_size is None  # half of 1500 each
-
-
-def test_tiny_run_is_quick(reference_run):
-    """The whole tiny protocol (surrogate, crafting, 2 x 3 victims) on one thread."""
-    seconds = reference_run.summary["wall_seconds"]
-    assert 0 < seconds < 30, f"tiny experiment took {seconds:.1f} s"
-    assert reference_run.summary["train_seconds"] <= seconds
 
 
 def test_output_files(reference_run):
@@ -51,9 +50,9 @@ def test_output_files(reference_run):
         assert f"]({png.name})" in report
     for label in LABELS:
         assert label in report
-    # Poisons are saved as (ids, delta) and reload within the threat model.
+    # Poisons are stored as (ids, delta) and reload within the threat model.
     for label in LABELS:
-        poisons = PoisonSet.load(out / "poisons" / f"r0-{label}.safetensors")
+        [poisons] = stored_poisons(reference_run.cache, label)
         assert len(poisons) == round(0.05 * 675)
         assert poisons.linf <= 16 / 255 + 1e-6
         assert poisons.inject is True
@@ -101,8 +100,8 @@ def test_same_config_and_seed_give_the_same_numbers(reference_run, tmp_path):
     again = run_tiny(tmp_path)
     assert comparable(again.summary) == comparable(reference_run.summary)
     assert comparable(stored_rows(again.out)) == comparable(stored_rows(reference_run.out))
+    assert again.summary["trained_models"] == 1 + 2 + 2 * 2  # all trained afresh
     for label in LABELS:
-        name = f"r0-{label}.safetensors"
-        first = PoisonSet.load(reference_run.out / "poisons" / name)
-        second = PoisonSet.load(again.out / "poisons" / name)
+        [first] = stored_poisons(reference_run.cache, label)
+        [second] = stored_poisons(again.cache, label)
         assert first.digest() == second.digest()

@@ -1,5 +1,5 @@
-"""The workspace's model cache: library callers get the default cache, as the CLI does, so a
-model is never trained twice; ``use_cache=False`` trains afresh."""
+"""The workspace's artifact store: library callers get the default store, as the CLI does,
+so a model is never trained twice; ``use_cache=False`` trains afresh."""
 
 from __future__ import annotations
 
