@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint bench data clean
+.PHONY: demo test docs lint bench data clean
 
 $(VENV)/.stamp-venv:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-install pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 
+$(VENV)/.stamp-docs: $(VENV)/.stamp-install pyproject.toml
+	$(PIP) install -q -e ".[docs]"
+	touch $@
+
 # Fashion-MNIST: Debian's package when apt is usable, else cpoison downloads it (SHA-256 checked).
 data: $(VENV)/.stamp-install
 	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null \
@@ -36,12 +40,20 @@ data: $(VENV)/.stamp-install
 demo: data
 	$(VENV)/bin/cpoison demo
 
-test: $(VENV)/.stamp-dev data
+# The docs are built strictly (any warning fails; not with --quiet, which hides warnings from
+# --strict) before the tests, so CI checks them too;
+# their Python examples run inside the tests (tests/test_docs_examples.py).
+test: $(VENV)/.stamp-dev $(VENV)/.stamp-docs data
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 	$(PY) -m pytest tests
+
+# The documentation site (MkDocs + mkdocstrings, mkdocs.yml) into site/; warnings are errors.
+docs: $(VENV)/.stamp-docs
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .ruff_cache

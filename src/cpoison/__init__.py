@@ -3,7 +3,13 @@
 Implements Li et al., "Data Poisoning Attacks against Conformal Prediction", ICML 2024.
 """
 
+from importlib import metadata as _metadata
+
 from cpoison.errors import ConfigError, CpoisonError, DataError, NotCalibratedError
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject's ``version``)
+    __version__: str = _metadata.version("cpoison")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = ["ConfigError", "CpoisonError", "DataError", "NotCalibratedError", "__version__"]

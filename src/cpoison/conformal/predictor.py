@@ -11,6 +11,13 @@ bounded memory. The attack losses, which need gradients, call the score objects 
 
 Comparisons are exact: when the threshold's dtype is wider than the test scores' (a float64
 threshold against float32 scores), the scores are widened, never the threshold rounded.
+
+Ties at the threshold (SPEC 3.1 / 3.2): a label whose score equals ``q`` in exact arithmetic
+must be in the set. The comparison ``S <= q`` is exact, so this holds as long as equal exact
+scores are equal floats on the calibration and the test side; the scores guarantee it where
+ties have mass: APS's inclusive sum of all labels is exactly 1 and no APS score exceeds 1
+(RAPS adds the same float penalty per rank), see :class:`~cpoison.conformal.scores.APS`.
+So a threshold at APS's point mass (``q >= 1``) gives full sets, as exact arithmetic does.
 """
 
 from __future__ import annotations

@@ -325,12 +325,52 @@ class NLL(ConformalScore):
         return -torch.log_softmax(z, dim=1)
 
 
+def _exact_top(sorted_scores: Tensor, p_sorted: Tensor, u: Tensor | None) -> Tensor:
+    """APS scores in rank order with their exact values at the top restored (see :class:`APS`).
+
+    Sets to exactly 1 every entry whose exact value is 1 (no positive probability ranked
+    after it, and ``u = 1`` or ``p_y = 0``) and every entry above 1 (rounding: the exact score
+    is at most 1). Other entries are returned bitwise unchanged. With gradients enabled the
+    correction ``1 - s`` is added detached, so the gradient is that of the uncorrected sum.
+    """
+    nothing_after = torch.ones_like(p_sorted, dtype=torch.bool)
+    nothing_after[:, :-1] = p_sorted[:, 1:] == 0  # sorted descending: all later p are 0
+    if u is not None:  # y's own mass counts whole when u = 1 or p_y = 0
+        nothing_after &= (p_sorted == 0) | (u == 1).unsqueeze(1)
+    exact_one = nothing_after | (sorted_scores > 1)
+    if sorted_scores.requires_grad:
+        one_minus = torch.where(exact_one, 1.0 - sorted_scores, 0.0).detach()
+        return sorted_scores + one_minus
+    return sorted_scores.masked_fill_(exact_one, 1.0)
+
+
 class APS(ConformalScore):
     """Adaptive Prediction Sets score (SPEC 3.1; Romano et al. 2020).
 
     ``S(x, y) = sum_{j ranked before y} p_j + u * p_y``, labels ranked by decreasing ``p``
     with ties broken by index; ``u ~ U(0, 1)`` per input when ``randomized`` (default), else
     ``u = 1`` (the inclusive cumulative sum).
+
+    *Exact values at the top (SPEC 3.1 / 3.2, ties at the threshold).* In exact arithmetic the
+    score lies in ``[0, 1]``, and it equals 1 exactly when nothing of positive probability is
+    ranked after ``y`` and ``y``'s own mass counts whole (``u = 1``, or ``p_y = 0``): the
+    inclusive cumulative sum reaching the total. Summed in floating point that total comes
+    out a few ulps off (``0.99999994`` or ``1.0000001`` in float32), so on weak models, where
+    the threshold ``q`` sits at this point mass (``q = 1``; ``1 + lam * m`` for RAPS), labels
+    whose score equals ``q`` in exact arithmetic fell out of sets that must be full. The score
+    therefore returns these values exactly:
+
+    - an entry with nothing of positive probability ranked after it and ``u = 1`` or
+      ``p_y = 0`` is exactly ``1`` (the floating-point zero tail is read as the exact one; a
+      tail that underflowed is below ``1e-38`` in float32);
+    - an entry above 1 is exactly ``1`` (it can only be rounding: the exact score is <= 1).
+
+    No other value changes, and the correction lives in the score itself, so calibration and
+    test scores get it alike: ``q >= 1`` gives full APS sets, and a RAPS label of rank ``r``
+    is in the set whenever ``1 + lam * max(0, r - k_reg) <= q`` (the penalty is added after,
+    the same float on both sides). Gradients are unchanged: the correction is added as a
+    detached ``1 - s`` (exact in floating point for ``s`` in ``[1/2, 2]``, Sterbenz), so the
+    attack losses of SPEC 4.2 back-propagate through the same graph as before.
     """
 
     name = "aps"
@@ -345,7 +385,7 @@ class APS(ConformalScore):
         cum = torch.cumsum(p_sorted, dim=1)
         exclusive = torch.cat([torch.zeros_like(cum[:, :1]), cum[:, :-1]], dim=1)
         own = p_sorted if u is None else u.unsqueeze(1) * p_sorted
-        return exclusive + own, order
+        return _exact_top(exclusive + own, p_sorted, u), order
 
     def _penalty(self, k: int, like: Tensor) -> Tensor | None:
         return None
