@@ -23,7 +23,17 @@ through sets that no longer hold the (still predicted) true label, which for HPS
 empty sets. Marginal coverage >= 1 - alpha needs no loss term: the victim recalibrates on
 its own clean calibration set, so split CP stays marginally valid for any trained model
 (the subgroup's lost coverage is paid for by the other classes); it is *reported*
-(:func:`cpoison.attacks.goal_metrics.goal_metrics`), not optimised.
+(:func:`cpoison.attacks.goal_metrics.goal_metrics`), not optimised. Scores: through HPS
+the push-out of y*_v moves p(y*_v) down as wanted; through APS / RAPS the score of the
+top-ranked label is u * p(y*_v), so its push-out gradient makes the model *more* confident
+and the victim's recalibration undoes it (measured on digits: no coverage drop through
+APS / RAPS / NLL, 0.93 -> 0.53 through HPS); craft unequal coverage through HPS.
+
+Poison bases (measured cos(G(delta), g) on digits, tests/attacks/test_goal_kinds.py):
+images of the target class with their own label can only raise p(y*_v), so
+unequal-coverage needs bases from the *other* classes and add-label bases of the label to
+add (:func:`labels_to_add` returns it, for ``poison_class='labels-to-add'``);
+remove-label works with target-class bases.
 """
 
 from __future__ import annotations
