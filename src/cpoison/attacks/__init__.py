@@ -4,7 +4,8 @@ from cpoison.attacks.alignment import CraftingConfig, align_poisons
 from cpoison.attacks.base import Attack
 from cpoison.attacks.conformal_attack import ConformalAttack, ConformalAttackConfig
 from cpoison.attacks.context import AttackContext
-from cpoison.attacks.goals import Goal
+from cpoison.attacks.goal_metrics import goal_metrics
+from cpoison.attacks.goals import GOAL_KINDS, Goal, check_goal
 from cpoison.attacks.losses import LossData, relaxed_loss
 from cpoison.attacks.metapoison import MetaPoison, MetaPoisonConfig
 from cpoison.attacks.misclassification import Misclassification, MisclassificationConfig
@@ -13,6 +14,7 @@ from cpoison.attacks.random_noise import RandomNoise, RandomNoiseConfig
 from cpoison.attacks.registry import AttackConfig, attack_label, build_attack
 
 __all__ = [
+    "GOAL_KINDS",
     "Attack",
     "AttackConfig",
     "AttackContext",
@@ -31,5 +33,7 @@ __all__ = [
     "align_poisons",
     "attack_label",
     "build_attack",
+    "check_goal",
+    "goal_metrics",
     "relaxed_loss",
 ]

@@ -2,6 +2,17 @@
 
 The attacker's calibration scores S_(1) <= ... <= S_(n) are computed through the model, so
 gradients flow through the conformal threshold as well as through the targets' scores.
+
+Every goal (SPEC 4.1, :mod:`cpoison.attacks.goals`) uses the same three hinges of Eq. 7:
+
+* push label y out of C(X_v): sum_{i >= k} max(S_(i) - S(X_v, y), 0) (the i = k term is
+  SPEC 4.1's max(Q - S(X_v, y), 0); the rest of the tail asks for a margin above Q, so the
+  label stays out under the victim's own threshold, which differs from the attacker's);
+* pull label y into C(X_v): sum_{i <= k} max(S(X_v, y) - S_(i), 0);
+* keep label y in C(X_v): max(S(X_v, y) - Q, 0);
+
+plus the stealth margin sum_v max(max_{y != y*_v} z_y - z_{y*_v}, -beta). A hinge is zero
+once its label is beyond every calibration score of its side of Q.
 """
 
 from __future__ import annotations
@@ -12,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from cpoison.attacks.goals import Goal
+from cpoison.attacks.goals import Goal, goal_masks
 from cpoison.conformal import RSCP, ConformalScore
 from cpoison.conformal.quantile import conformal_rank
 from cpoison.seeding import make_generator
@@ -73,6 +84,9 @@ def relaxed_loss(
     z_true = logits.gather(1, data.target_y[:, None]).squeeze(1)
     z_other = logits.masked_fill(true, float("-inf")).max(dim=1).values
     margin = torch.clamp(z_other - z_true, min=-goal.beta).sum()
+    if goal.kind not in ("overconfidence", "underconfidence"):
+        push, pull, keep_mask = goal_masks(goal, data.target_y, scores.shape[1])
+        return hinge_terms(scores, cal, k, push, pull, keep_mask) + margin
     if goal.kind == "overconfidence":
         tail = cal[k - 1 :]  # S_(i), i >= k
         push_out = torch.relu(tail[None, None, :] - scores[:, :, None]).sum(-1)
@@ -83,3 +97,22 @@ def relaxed_loss(
     head = cal[:k]  # S_(i), i <= k
     pull_in = torch.relu(scores[:, :, None] - head[None, None, :]).sum(-1)
     return pull_in.masked_fill(~data.y_in, 0.0).sum() + margin
+
+
+def hinge_terms(
+    scores: torch.Tensor, cal: torch.Tensor, k: int, push: torch.Tensor, pull: torch.Tensor,
+    keep: torch.Tensor,
+) -> torch.Tensor:
+    """The Eq. 7 hinges (SPEC 4.2, module docstring) summed over the labels of each mask.
+
+    Args:
+        scores: the targets' scores S(X_v, y), [V, K].
+        cal: the attacker's sorted calibration scores S_(1) <= ... <= S_(n), [n].
+        k: the 1-based rank of Q = S_(k).
+        push, pull, keep: bool [V, K] masks of the labels to push out, pull in and keep.
+    """
+    push_out = torch.relu(cal[k - 1 :][None, None, :] - scores[:, :, None]).sum(-1)
+    pull_in = torch.relu(scores[:, :, None] - cal[:k][None, None, :]).sum(-1)
+    keep_in = torch.relu(scores - cal[k - 1])
+    return (push_out.masked_fill(~push, 0.0).sum() + pull_in.masked_fill(~pull, 0.0).sum()
+            + keep_in.masked_fill(~keep, 0.0).sum())

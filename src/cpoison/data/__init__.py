@@ -9,5 +9,6 @@
 
 from cpoison.data.base import ImageDataset, to_float
 from cpoison.data.registry import DATASETS, load_dataset
+from cpoison.data.user import load_user_data
 
-__all__ = ["DATASETS", "ImageDataset", "load_dataset", "to_float"]
+__all__ = ["DATASETS", "ImageDataset", "load_dataset", "load_user_data", "to_float"]

@@ -12,6 +12,7 @@ from cpoison.models.mlp import MLP
 from cpoison.models.mobilenet import MobileNetV2
 from cpoison.models.registry import MODELS, available_models, build_model, model_kwargs
 from cpoison.models.resnet import ResNet18
+from cpoison.models.user import HookedClassifier, load_user_model
 from cpoison.models.vgg import VGG16
 
 __all__ = [
@@ -19,10 +20,12 @@ __all__ = [
     "MODELS",
     "VGG16",
     "ConvNet",
+    "HookedClassifier",
     "ImageClassifier",
     "MobileNetV2",
     "ResNet18",
     "available_models",
     "build_model",
+    "load_user_model",
     "model_kwargs",
 ]
