@@ -17,7 +17,6 @@ import torch
 
 from cpoison.attacks import PoisonSet
 from cpoison.engine.artifacts import ArtifactStore
-
 from cpoison.experiments.config import ExperimentConfig, validate_config
 from cpoison.experiments.runner import run_experiment
 

@@ -235,7 +235,8 @@ def craft(config: ExperimentConfig, attack_index: int, setup: RepeatSetup) -> Po
     start = time.perf_counter()
     poisons = build_attack(attack_config).craft(setup.context)
     poisons.meta.update(
-        attack=label, craft_seconds=time.perf_counter() - start, config=attack_config.model_dump(mode="json"),
+        attack=label, craft_seconds=time.perf_counter() - start,
+        config=attack_config.model_dump(mode="json"),
         target_class=setup.target_class, targets=setup.views.targets.tolist(),
         repeat=setup.repeat, repeat_seed=setup.seed,
     )
