@@ -20,7 +20,7 @@ $(VENV)/.stamp-install: $(VENV)/.stamp-venv pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-dev: $(VENV)/.stamp-install pyproject.toml
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,ray]"
 	touch $@
 
 $(VENV)/.stamp-docs: $(VENV)/.stamp-install pyproject.toml

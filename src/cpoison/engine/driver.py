@@ -59,7 +59,8 @@ def run(
     start = time.perf_counter()
     out = Path(out)
     points = expand_grid(config)  # every grid cell validated before anything runs
-    check_output_folder(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
     store = ArtifactStore(opts.store)
     store.check_writable()
     workspaces: dict[int, Workspace] = {}
@@ -74,6 +75,7 @@ def run(
     runner = build_executor(executor, **(executor_options or {}))
     runner.start()
     try:
+        check_output_folder(out)
         _claim(out, config, points, workspace)
         cells = cells_of(points, workspace)
         trained = _execute(out, points, cells, opts, workspace, runner, store)

@@ -264,6 +264,7 @@ def row_meta(config: ExperimentConfig, attack_index: int, poisons: PoisonSet,
     return {
         "repeat": repeat, "attack": attack_label(attack_config), "victim": victim,
         "score": score, "goal": config.goal.kind, "setting": config.setting,
+        "alpha": config.alpha,
         "target_class": int(poisons.meta["target_class"]), "budget": config.budget,
         "eps": config.eps, "loss": loss, "order": order, "craft_score": craft_score,
         "n_poisons": len(poisons), "n_targets": int(views.targets.numel()),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from typing import Any
 
 from cpoison.engine.executors.base import Executor, ResultCallback
@@ -48,6 +49,8 @@ class RayExecutor(Executor):
             raise ConfigError("the Ray executor needs Ray: pip install 'cpoison[ray]'") from None
         if ray.is_initialized():
             return
+        if self.address not in (None, "auto"):
+            _check_reachable(self.address)
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                   "configure_logging": False}
         if self.address is None:
@@ -102,3 +105,18 @@ class RayExecutor(Executor):
 
             ray.shutdown()
             self._started_here = False
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """ConfigError unless a TCP connection to ``HOST:PORT`` (or ``ray://HOST:PORT``) opens
+    within ``timeout`` seconds (Ray itself retries an unreachable head for minutes)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: "
+                          f"{err.strerror or err}") from None
