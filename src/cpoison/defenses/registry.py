@@ -4,8 +4,10 @@
 >>> defense = build_defense(parse_defense("maxup"))          # defaults
 >>> defense = build_defense(parse_defense({"name": "epic", "fraction": 0.3}))
 
-``DefenseConfig`` is the pydantic discriminated union an experiment config can hold
-(``defense: DefenseConfig = "none"`` accepts a bare name as well as a mapping). Adding a
+``DefenseConfig`` is the pydantic discriminated union an experiment config can hold:
+``defense: DefenseConfig = Field(default_factory=NoDefenseConfig)`` accepts a bare name
+(``defense: maxup``) as well as a mapping (``defense: {name: epic, fraction: 0.3}``), so a
+grid can list names (``grid: {defense: [none, maxup, epic]}``). Adding a
 defense: a module with its config and :class:`~cpoison.defenses.base.Defense` subclass,
 then one line in ``DEFENSES`` and one member in ``AnyDefenseConfig``.
 """
