@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from conftest import RECIPE, make_train_fn, states_equal
 
+from conftest import RECIPE, make_train_fn, states_equal
 from cpoison.data.base import ImageDataset
 from cpoison.defenses import TrainingHooks, build_defense, removal_shares, subset
 from cpoison.training import Recipe, TrainSet, build_seeded_model, train_model
