@@ -318,10 +318,12 @@ class ReliableConformal:
         if radius > 0:
             s_lo, s_hi = _hps_score_bounds(cal_counts, self._cal_labels.cpu(), self.k_t, radius)
             parts = [self.partition == i for i in range(self.k_c)]
-            q_lo = torch.stack([torch.stack([conformal_quantile(s[p], self.set_alpha) for p in parts])
-                                for s in s_lo])
-            q_hi = torch.stack([torch.stack([conformal_quantile(s[p], self.set_alpha) for p in parts])
-                                for s in s_hi])
+
+            def quantiles(bounds: Tensor) -> Tensor:  # [R + 1, k_c]
+                return torch.stack([torch.stack([conformal_quantile(s[p], self.set_alpha)
+                                                 for p in parts]) for s in bounds])
+
+            q_lo, q_hi = quantiles(s_lo), quantiles(s_hi)
         else:
             q_lo = q_hi = self.thresholds.cpu().reshape(1, -1)
         sets = self.predict(logits).cpu()
