@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from defense_helpers import accuracy, make_train_fn
 
-from conftest import accuracy, make_train_fn
 from cpoison.data.base import ImageDataset
 from cpoison.defenses import build_defense
 from cpoison.defenses.adversarial import AdversarialPoisoningHooks, craft_batch_poison

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
+from defense_helpers import RECIPE, make_train_fn, states_equal
 
-from conftest import RECIPE, make_train_fn, states_equal
 from cpoison.data.base import ImageDataset
 from cpoison.defenses import TrainingHooks, build_defense, removal_shares, subset
 from cpoison.training import Recipe, TrainSet, build_seeded_model, train_model
@@ -56,7 +56,7 @@ def test_subset_keeps_poisons_and_the_clean_prefix(digits: ImageDataset) -> None
 
 
 def test_recipe_in_conftest_trains(digits: ImageDataset) -> None:
-    from conftest import accuracy
+    from defense_helpers import accuracy
     model = make_train_fn()(_data(digits, 600), 0, None)
     assert accuracy(model, digits) > 0.8
     assert RECIPE.epochs == 8

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from defense_helpers import make_train_fn
 
 import cpoison.defenses.epic as epic
-from conftest import make_train_fn
 from cpoison.data.base import ImageDataset
 from cpoison.defenses import build_defense
 from cpoison.defenses.epic import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from defense_helpers import accuracy, make_train_fn
 
-from conftest import accuracy, make_train_fn
 from cpoison.data.base import ImageDataset
 from cpoison.defenses import build_defense
 from cpoison.defenses.maxup import MaxUpHooks, maxup_reduce

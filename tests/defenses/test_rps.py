@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
+from defense_helpers import make_train_fn
 from scipy.stats import binom
 
-from conftest import make_train_fn
 from cpoison.conformal import APS, HPS, SplitConformal, coverage
 from cpoison.data.base import ImageDataset
 from cpoison.defenses import build_defense, content_hash_partition, majority_threshold
