@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -20,6 +21,9 @@ from cpoison.seeding import derive_seed, make_generator
 from cpoison.training.augment import augment
 from cpoison.training.recipe import Recipe
 from cpoison.training.trainset import TrainSet
+
+if TYPE_CHECKING:  # the defense seam; imported for type checking only (no cycle)
+    from cpoison.defenses.base import TrainingHooks
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +47,14 @@ def train_model(
     device: torch.device | str = "cpu",
     progress: bool = True,
     desc: str = "train",
+    hooks: TrainingHooks | None = None,
 ) -> nn.Module:
-    """Train ``model`` in place on ``data`` with ``recipe``; returns it in eval mode."""
+    """Train ``model`` in place on ``data`` with ``recipe``; returns it in eval mode.
+
+    ``hooks`` (SPEC 7 defenses, :class:`cpoison.defenses.base.TrainingHooks`): when given,
+    ``hooks.loss(model, x, y, aug_gen)`` replaces augmentation + cross-entropy for every raw
+    batch, and ``hooks.after_epoch(epoch, model, data)`` may change the training set after
+    each epoch (EPIC). ``None`` (default) is plain training, unchanged numbers."""
     device = torch.device(device)
     fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=fmt).train()
@@ -64,18 +74,24 @@ def train_model(
     bf16 = recipe.precision == "bf16"
     n = len(data)
     steps_per_epoch = (n + recipe.batch_size - 1) // recipe.batch_size
+    if hooks is not None:
+        hooks.begin(model, data, recipe, seed, device, fmt)
     bar = tqdm(
         total=recipe.epochs * steps_per_epoch, desc=desc, disable=not progress, leave=False,
         unit="batch",
     )
-    for _epoch in range(recipe.epochs):
+    for epoch in range(recipe.epochs):
         perm = data.epoch_order(order_gen, extra_gen)
+        n = len(data)
         total, count = 0.0, 0
         for start in range(0, n, recipe.batch_size):
             x, y = data.load(perm[start : start + recipe.batch_size], device)
-            x = augment(x, recipe.crop_padding, recipe.flip, aug_gen).contiguous(memory_format=fmt)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = F.cross_entropy(model(x).float(), y)
+                if hooks is not None:
+                    loss = hooks.loss(model, x, y, aug_gen)
+                else:
+                    x = augment(x, recipe.crop_padding, recipe.flip, aug_gen)
+                    loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -84,6 +100,9 @@ def train_model(
             bar.update(1)
         sched.step()
         bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
+        if hooks is not None:
+            data = hooks.after_epoch(epoch, model, data)
+            model.train()
     bar.close()
     return model.to(memory_format=torch.contiguous_format).eval()
 
