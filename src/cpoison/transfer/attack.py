@@ -301,9 +301,9 @@ def evaluate_full_cp_victims(
             fitted = fit_head(x, y, num_classes, lam)
             preds.append(fitted.logits(target_features).argmax(1))
             res = {}
-            for name, feats, labels, uu, method in (
-                ("t", target_features, target_labels, target_u, target_method),
-                ("e", eval_features, eval_labels, eval_u, eval_method),
+            for name, feats, uu, method in (
+                ("t", target_features, target_u, target_method),
+                ("e", eval_features, eval_u, eval_method),
             ):
                 cp = FullConformal(score, alpha, method, lam, subset_size=None)
                 cp.fit(x, y, num_classes, u=u, init=fitted.theta)

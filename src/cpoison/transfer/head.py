@@ -268,13 +268,14 @@ def fit_mlp_head(
     tol: float = 1e-6,
     max_iter: int = 500,
 ) -> nn.Sequential:
-    """The optional small MLP head ``Linear(D, hidden) -> ReLU -> Linear(hidden, K)`` (float64).
+    """The optional small MLP head ``Linear(D, hidden) -> Tanh -> Linear(hidden, K)`` (float64;
+    tanh, not ReLU, so that the objective is smooth and L-BFGS reaches a gradient tolerance).
 
     Minimises ``sum_i CE + lam / 2 ||params||^2`` full-batch by L-BFGS (strong Wolfe) from a
     seeded initialisation, so it is deterministic; it is *not* convex, so full CP
     (:mod:`cpoison.transfer.full_cp`) and the exact-Hessian second-order update apply to the
     linear head only. Raises :class:`HeadConvergenceError` when the per-point gradient norm
-    stays above ``tol`` after ``max_iter`` L-BFGS iterations.
+    stays above ``tol`` after 20 rounds of ``max_iter`` L-BFGS iterations.
     """
     lam = check_lam(lam)
     _check_data(features, labels, num_classes)
@@ -282,13 +283,13 @@ def fit_mlp_head(
     y = labels.to(x.device).long()
     gen = make_generator(seed)
     d = x.shape[1]
-    net = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)).to(F64)
+    net = nn.Sequential(nn.Linear(d, hidden), nn.Tanh(), nn.Linear(hidden, num_classes)).to(F64)
     with torch.no_grad():
         for p in net.parameters():
             bound = 1.0 / math.sqrt(p.shape[-1] if p.dim() > 1 else d)
             p.copy_((torch.rand(p.shape, generator=gen, dtype=F64) * 2 - 1) * bound)
     net = net.to(x.device)
-    opt = torch.optim.LBFGS(net.parameters(), lr=1, max_iter=max_iter, tolerance_grad=1e-14,
+    opt = torch.optim.LBFGS(net.parameters(), lr=1, max_iter=max_iter, tolerance_grad=tol / 10,
                             tolerance_change=1e-16, history_size=20,
                             line_search_fn="strong_wolfe")
 
@@ -299,12 +300,17 @@ def fit_mlp_head(
         loss.backward()
         return loss
 
-    opt.step(closure)
-    closure()
-    gnorm = float(torch.cat([p.grad.reshape(-1) for p in net.parameters()]).norm()) / x.shape[0]
+    gnorm = float("inf")
+    for _ in range(20):  # L-BFGS may stop on a flat stretch; restart its memory and go on
+        opt.step(closure)
+        closure()
+        gnorm = float(torch.cat([p.grad.reshape(-1) for p in net.parameters()]).norm())
+        gnorm /= x.shape[0]
+        if gnorm <= tol:
+            break
     if not gnorm <= tol:
         raise HeadConvergenceError(
             f"the MLP head did not converge: per-point gradient norm {gnorm:.3e} > tolerance "
-            f"{tol:.1e} after {max_iter} L-BFGS iterations"
+            f"{tol:.1e} after 20 rounds of {max_iter} L-BFGS iterations"
         )
     return net.eval()
