@@ -237,17 +237,24 @@ def fit_head(
         step = -torch.cholesky_solve(g, chol) if int(info) == 0 else -g / lam
         step = step.reshape(theta.shape)
         slope = float((grad * step).sum())
-        t = 1.0
+        t, new_grad = 1.0, None
         for _ in range(60):
             cand = theta + t * step
             new_loss = head_loss(xa, y, cand, lam)
             if float(new_loss) <= float(loss) + 1e-4 * t * slope:
                 break
+            if abs(float(new_loss) - float(loss)) <= 1e-13 * max(1.0, abs(float(loss))):
+                # the decrease is below the loss's rounding: accept a step that lowers the
+                # gradient norm instead (Newton's local quadratic convergence)
+                new_grad = head_gradient(xa, y, cand, lam)
+                if float(new_grad.norm()) < gnorm * m:
+                    break
+                new_grad = None
             t *= 0.5
-        else:  # no decrease representable: we are at the optimum up to rounding
+        else:  # no progress representable: stop (the tolerance check below decides)
             break
         theta, loss = cand, new_loss
-        grad = head_gradient(xa, y, theta, lam)
+        grad = new_grad if new_grad is not None else head_gradient(xa, y, theta, lam)
         gnorm = float(grad.norm()) / m
     if gnorm > tol:
         raise HeadConvergenceError(
