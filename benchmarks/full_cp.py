@@ -27,10 +27,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer_setup import digits_features  # noqa: E402
-
 from cpoison.conformal import coverage, mean_size  # noqa: E402
 from cpoison.transfer.full_cp import FullConformal  # noqa: E402
+from transfer_setup import digits_features  # noqa: E402
 
 
 def main() -> None:
