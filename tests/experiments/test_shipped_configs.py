@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cpoison.engine.grid import expand_grid
 from cpoison.experiments.config import load_config
 from cpoison.experiments.presets import get_preset
 
@@ -23,3 +24,4 @@ def test_shipped_config_validates(path: Path) -> None:
     preset = get_preset(config.dataset, config.preset)
     assert preset.dataset == config.dataset
     assert config.labels()
+    assert expand_grid(config)  # every grid cell validates

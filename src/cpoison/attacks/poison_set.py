@@ -31,6 +31,9 @@ class PoisonSet:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.delta, torch.Tensor):
+            raise DataError(f"poison delta must be a torch.Tensor [P, C, H, W], got "
+                            f"{type(self.delta).__name__}")
         self.ids = torch.as_tensor(self.ids, dtype=torch.long).cpu()
         self.delta = self.delta.detach().float().cpu()
         if self.delta.shape[0] != self.ids.numel():

@@ -102,6 +102,9 @@ def draw_uniform(
             f"{what} needs randomness: pass generator=torch.Generator().manual_seed(seed) "
             "or explicit u (cpoison never uses the global RNG)"
         )
+    if not isinstance(generator, torch.Generator):
+        raise CpoisonError(f"{what}: generator must be a torch.Generator, got "
+                           f"{type(generator).__name__} (torch.Generator().manual_seed(seed))")
     u = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device)
     return u.to(device=like.device, dtype=like.dtype)
 
