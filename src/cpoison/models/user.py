@@ -209,8 +209,10 @@ def load_user_model(
 
     Args:
         spec: ``package.module:function`` or ``path/to/file.py:function``.
-        in_channels, num_classes, image_size: passed to the function, and the shape of the
-            dummy forward check (its output must be [2, num_classes]).
+        in_channels: image channels, passed to the function.
+        num_classes: number of classes, passed to the function; the dummy forward check
+            expects an output of shape [2, num_classes].
+        image_size: image height and width, passed to the function.
         weights: optional ``.safetensors`` file with the model's state dict.
         seed: if given, the function runs under ``torch.manual_seed(seed)`` in a forked RNG
             (same seed, same initial weights; the global RNG is untouched).
