@@ -3,11 +3,9 @@ is wrong, exit code 2, no traceback, and nothing already computed is lost."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +20,6 @@ from cpoison.cli import main  # noqa: E402
 from cpoison.conformal import APS, SplitConformal  # noqa: E402
 from cpoison.errors import CpoisonError, DataError  # noqa: E402
 from cpoison.io import atomic_write_text  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

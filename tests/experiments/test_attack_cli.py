@@ -4,24 +4,12 @@ exit code 2, never a traceback."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
 import yaml
 from experiment_helpers import comparable, stored_rows, tiny_raw
 
 from cpoison.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    """``main`` configures the root logger; restore it so later tests are unaffected."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
