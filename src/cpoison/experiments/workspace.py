@@ -168,7 +168,8 @@ class Workspace:
         self.trained.append(desc)
         meta: dict[str, Any] = {"desc": desc, "seed": seed, "device": self.device.type}
         if hooks is not None:
-            meta.update(hooks_meta(hooks), defense=defense)
+            meta.update(hooks_meta(hooks), defense=(
+                defense.model_dump(mode="json") if hasattr(defense, "model_dump") else defense))
         self.store.save_model(own, model, meta)
         return model.to(self.device).eval()
 
