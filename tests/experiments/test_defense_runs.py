@@ -14,8 +14,9 @@ import torch
 from experiment_helpers import comparable, one_thread, stored_rows, tiny_config
 
 from cpoison.defenses import build_defense
-from cpoison.engine import identity
+from cpoison.engine import identity, keys
 from cpoison.engine.artifacts import ArtifactStore
+from cpoison.engine.grid import expand_grid
 from cpoison.engine.runtime import RunOptions, workspace_for
 from cpoison.errors import ConfigError
 from cpoison.experiments import protocol
@@ -52,6 +53,10 @@ def _rows(out: Path, defense: str) -> list[dict]:
 
 def test_a_defense_grid_runs_every_defense(defense_grid):
     root, summary = defense_grid
+    # 1 surrogate; none: benign + poisoned; maxup: both again (its key holds the defense);
+    # deep_knn: only its 2 models on the filtered sets (its feature models are the none
+    # victims, from the store); rps: 3 + 3 partition models (the poisons reach all three)
+    assert summary["trained_models"] == 1 + 2 + 2 + 2 + 3 + 3
     rows = summary["rows"]
     assert [(r["defense"], r["score"]) for r in rows] == [
         (d, s) for d in ("none", "maxup", "deep_knn", "rps(k_c=3,k_t=3)")
@@ -135,6 +140,13 @@ def test_defense_settings_key_the_victims_and_cells_not_the_surrogate_or_poisons
     ws = workspace_for(RunOptions(store="unused"), config)
     seed, _ = protocol.victim_seeds(config, 0, 0)
     assert none["benign"] == ws.model_key(protocol.benign_data(ws), seed, config.victim)
+
+
+def test_no_defense_leaves_the_cell_key_as_before_defenses():
+    parts = dict(poisons="p", benign="b", victim={"arch": "mlp"}, evaluation={"alpha": 0.1})
+    before = keys.digest(kind="cell", version=keys.EVALUATION_VERSION, **parts)
+    assert keys.cell_key(**parts) == keys.cell_key(**parts, defense=None) == before
+    assert keys.cell_key(**parts, defense={"name": "maxup"}) != before
 
 
 def test_benign_and_poisoned_victims_train_under_the_same_defense(defense_grid):
@@ -222,3 +234,11 @@ def test_the_table_shows_a_defense_column_only_with_a_defense():
     assert "defense" not in table([row])
     assert "| defense |" in table([{**row, "defense": "epic"}])
     assert "| defense |" in table([row], ["defense"])
+
+
+def test_a_grid_can_vary_a_defense_setting():
+    points = expand_grid(defended_config(defense="epic", grid={"defense.fraction": [0.1, 0.3]}))
+    assert [p.config.defense.fraction for p in points] == [0.1, 0.3]
+    assert {p.config.defense.name for p in points} == {"epic"}
+    with pytest.raises(ConfigError, match=r"grid cell \{defense.fraction=0\}"):
+        expand_grid(defended_config(defense="epic", grid={"defense.fraction": [0]}))
