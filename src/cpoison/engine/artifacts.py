@@ -33,6 +33,22 @@ def default_store() -> str:
     return str(Path(os.environ.get("CPOISON_CACHE", Path.home() / ".cache" / "cpoison")))
 
 
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` string mapping of safetensors bytes (the format: an 8-byte
+    little-endian header length, then a JSON header); ValueError when malformed."""
+    if len(data) < 8:
+        raise ValueError("truncated safetensors header")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise ValueError("truncated safetensors header")
+    try:
+        header = json.loads(data[8:8 + size])
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"unreadable safetensors header: {err}") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 class StoreError(CpoisonError):
     """The artifact store cannot be reached or written."""
 
@@ -115,15 +131,23 @@ class ArtifactStore:
     def load_model(self, key: str, model: nn.Module) -> bool:
         """Load the weights stored under ``key`` into ``model``; False when absent. A stored
         file that cannot be read is reported and treated as absent (it is retrained)."""
+        return self.load_model_meta(key, model) is not None
+
+    def load_model_meta(self, key: str, model: nn.Module) -> dict[str, Any] | None:
+        """Load the weights stored under ``key`` into ``model`` and return the meta they
+        were saved with (``{}`` when it has none); ``None`` when absent or unreadable (as
+        :meth:`load_model`). A defense's training record travels in this meta (SPEC 7)."""
         data = self.get("models", key, ".safetensors")
         if data is None:
-            return False
+            return None
         try:
             model.load_state_dict(load(data))
+            text = safetensors_metadata(data).get("meta")
+            meta = json.loads(text) if text else {}
         except (SafetensorError, RuntimeError, ValueError) as err:
             log.warning("ignoring unreadable stored model %s (%s); training it again", key, err)
-            return False
-        return True
+            return None
+        return meta if isinstance(meta, dict) else {}
 
     # -- poison sets ----------------------------------------------------------------------
     def has_poisons(self, key: str) -> bool:

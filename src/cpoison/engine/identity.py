@@ -12,9 +12,10 @@ from cpoison.experiments.config import ExperimentConfig
 from cpoison.experiments.workspace import Workspace
 
 # Config fields that do not shape a poison set: how many victims and repeats evaluate it,
-# the scores and the victim architecture they are evaluated with, the run's name, the other
-# attacks and the grid (each point is keyed by its own values).
-NOT_CRAFTING = {"name", "n_victims", "n_repeats", "scores", "victim", "attacks", "grid"}
+# the scores, the victim architecture and the defense they are evaluated with, the run's
+# name, the other attacks and the grid (each point is keyed by its own values).
+NOT_CRAFTING = {"name", "n_victims", "n_repeats", "scores", "victim", "defense", "attacks",
+                "grid"}
 
 
 def split_key(ws: Workspace) -> str:
@@ -38,9 +39,27 @@ def poisons_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_ind
     )
 
 
+def defense_key(config: ExperimentConfig) -> Any:
+    """The defense's part of the victims' and the cells' keys (SPEC 7, 11): its settings,
+    or ``None`` for no defense (keys as before defenses existed)."""
+    return None if config.defense.name == "none" else config.defense
+
+
 def benign_key(ws: Workspace, config: ExperimentConfig, repeat: int, victim: int) -> str:
+    """Key of benign victim ``victim``: with no defense, its model's key; under a defense,
+    the same fields plus the defense's settings (the key of the model a training-hook
+    defense trains, and of the victim record ``victims/<key>.json`` every defense stores)."""
     seed, _ = protocol.victim_seeds(config, repeat, victim)
-    return ws.model_key(protocol.benign_data(ws), seed, config.victim)
+    return ws.model_key(protocol.benign_data(ws), seed, config.victim,
+                        defense=defense_key(config))
+
+
+def benign_stored(ws: Workspace, config: ExperimentConfig, key: str) -> bool:
+    """Whether the benign victim of ``key`` is in the store (its model, or under a defense
+    its victim record)."""
+    if defense_key(config) is None:
+        return ws.store.has_model(key)
+    return ws.store.exists("victims", key, ".json")
 
 
 def cell_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int,
@@ -52,6 +71,7 @@ def cell_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index:
         victim=ws.spec(config.victim).model_dump(mode="json"),
         evaluation={"scores": list(config.scores), "alpha": config.alpha, "seed": eval_seed,
                     "rscp_samples": ws.preset.rscp_samples if "rscp" in config.scores else None},
+        defense=defense_key(config),
     )
 
 

@@ -4,12 +4,14 @@ determines it, never of a name or a path.
 - a dataset is identified by the digest of its pixels, labels and class names;
 - a role split by its recorded indices;
 - a trained model by the dataset digest, its training indices, its poisons' digest, the
-  recipe, the architecture with its arguments, the seed, the defense, the device type and
-  the trainer's version;
+  recipe, the architecture with its arguments, the seed, the defense (only for a model
+  trained with a defense's training hooks; a model a defense trains without hooks, such as
+  a filter's feature model, is keyed by its content alone), the device type and the
+  trainer's version;
 - a poison set by the surrogate's key, everything in the config that shapes crafting, the
   attack's settings and the repeat's seed;
-- an evaluation cell by the poison set's key, the benign victim's key, the victim spec and
-  the evaluation settings.
+- an evaluation cell by the poison set's key, the benign victim's key, the victim spec,
+  the evaluation settings and the defense (when there is one).
 
 Every cache lookup, stored artifact and result row goes through the functions here.
 """
@@ -106,10 +108,15 @@ def poisons_key(*, surrogate: str, crafting: dict[str, Any], attack: Any, repeat
 
 
 def cell_key(*, poisons: str, benign: str, victim: dict[str, Any],
-             evaluation: dict[str, Any]) -> str:
-    """Key of one evaluation cell: a poisoned victim paired with its benign victim."""
+             evaluation: dict[str, Any], defense: Any = None) -> str:
+    """Key of one evaluation cell: a poisoned victim paired with its benign victim.
+
+    ``defense`` (SPEC 7, 11): the settings of the defense both victims train and calibrate
+    under; ``None`` for no defense, which leaves the key exactly as it was before defenses
+    existed (stored cells stay valid)."""
+    extra = {} if defense is None else {"defense": defense}
     return digest(kind="cell", poisons=poisons, benign=benign, victim=victim,
-                  evaluation=evaluation, version=EVALUATION_VERSION)
+                  evaluation=evaluation, version=EVALUATION_VERSION, **extra)
 
 
 def config_hash(config: Any) -> str:

@@ -82,7 +82,7 @@ def tasks_for(cells: list[Cell], points: list[GridPoint], opts: RunOptions,
             deps.append(add(Task(pkey, "poisons", tasks.poisons_task,
                                  (opts, config, cell.repeat, cell.attack_index), before)))
         bkey = identity.benign_key(ws, config, cell.repeat, cell.victim)
-        if bkey in planned or not ws.store.has_model(bkey):
+        if bkey in planned or not identity.benign_stored(ws, config, bkey):
             deps.append(add(Task(bkey, "benign", tasks.benign_task,
                                  (opts, config, cell.repeat, cell.victim))))
         add(Task(cell.key, "cell", tasks.cell_task,

@@ -3,13 +3,15 @@ model trains, each failure one message naming the field and the point."""
 
 from __future__ import annotations
 
+from cpoison.defenses import build_defense
 from cpoison.engine.grid import GridPoint
 from cpoison.errors import ConfigError
 from cpoison.experiments.workspace import Workspace
 
 
 def check_point(ws: Workspace, point: GridPoint) -> None:
-    """ConfigError when a class, a label or a budget of ``point`` does not fit the data."""
+    """ConfigError when a class, a label, a budget or a defense setting of ``point`` does
+    not fit the data."""
     config, ds = point.config, ws.dataset
     where = f" (grid cell {{{point.label}}})" if point.values else ""
     k = ds.num_classes
@@ -39,3 +41,15 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
     elif n_poisons > pool.numel():
         raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the {owner} "
                           f"pool has only {pool.numel()} images{where}")
+    check_defense(ws, point, where)
+
+
+def check_defense(ws: Workspace, point: GridPoint, where: str = "") -> None:
+    """The defense's settings against the victims' data sizes (SPEC 7: e.g. RPS's k_t above
+    the training set size, deep k-NN's k), before any model trains."""
+    split = ws.split
+    try:
+        build_defense(point.config.defense).check_sizes(
+            int(split.victim_train.numel()), int(split.victim_cal.numel()))
+    except ConfigError as err:
+        raise ConfigError(f"{err}{where}") from None

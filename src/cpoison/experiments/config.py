@@ -24,6 +24,7 @@ from pydantic import (
 from cpoison.attacks import AttackConfig, Goal, attack_label
 from cpoison.conformal import SCORE_NAMES
 from cpoison.data.registry import canonical_name
+from cpoison.defenses.registry import DefenseConfig, parse_defense
 from cpoison.errors import ConfigError, CpoisonError
 from cpoison.models.registry import model_kwargs
 
@@ -126,6 +127,11 @@ class ExperimentConfig(BaseModel):
         "nearest-pixels: the same by cosine similarity of the raw pixels")
     n_victims: int = Field(8, ge=1)
     n_repeats: int = Field(1, ge=1)
+    # -- defense (SPEC 7, 11): how both victims of a pair train and calibrate -----------
+    defense: DefenseConfig = Field(
+        default_factory=lambda: parse_defense("none"), description="the victims' poisoning "
+        "defense: a name (maxup) or a mapping ({name: epic, fraction: 0.3}); grid-able")
+    # -- end defense ---------------------------------------------------------------------
     attacks: tuple[AttackConfig, ...] = Field(..., min_length=1)
     grid: dict[str, list[Any]] = Field(
         default_factory=dict, description="dotted config keys -> lists of values; the run "
@@ -143,6 +149,14 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def _spec(cls, value: Any) -> Any:
         return _model_spec(value)
+
+    @field_validator("defense", mode="before")
+    @classmethod
+    def _defense(cls, value: Any) -> Any:
+        try:
+            return parse_defense(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
 
     @field_validator("grid")
     @classmethod

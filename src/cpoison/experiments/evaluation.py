@@ -4,12 +4,14 @@ the target class, and the evaluation set."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from cpoison.conformal import RSCP, RSCPConformal, SplitConformal, build_score
+from cpoison.defenses.base import Defense
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
 
@@ -25,11 +27,16 @@ class EvalViews:
 
 @dataclass
 class ModelEval:
-    """Sets per score and group, plus the argmax labels of every test image."""
+    """Sets per score and group, plus the argmax labels of every test image.
+
+    ``facts``: per score, what a defense's predictor adds (SPEC 7): ``"certificate"`` (an
+    RPS certificate of the targets' sets) or ``"unsupported"`` (why the score could not be
+    evaluated under the defense; the score then has no ``sets``)."""
 
     sets: dict[str, dict[str, torch.Tensor]]  # score -> group -> bool [N, K]
     predictions: torch.Tensor  # argmax over the whole test set
     accuracy: float
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def evaluate_model(
@@ -48,13 +55,68 @@ def evaluate_model(
         gen = make_generator(derive_seed(seed, "eval", name), ws.device if name == "rscp"
                              else "cpu")
         if name == "rscp":
-            cp = RSCPConformal(RSCP(n_samples=ws.preset.rscp_samples), alpha)
-            cp.calibrate(model, cal_x.float().div(255).to(ws.device), cal_y, generator=gen)
-            all_sets = cp.predict(model, ds.test_images.float().div(255).to(ws.device),
-                                  generator=gen).cpu()
+            all_sets = rscp_sets(ws, model, alpha, gen)
         else:
             cp = SplitConformal(build_score(name), alpha).calibrate(cal_logits, cal_y, gen)
             all_sets = cp.predict(test_logits, generator=gen)
         out[name] = {g: all_sets[idx] for g, idx in groups.items()}
     preds = test_logits.argmax(1)
     return ModelEval(out, preds, float((preds == ds.test_labels).float().mean()))
+
+
+def rscp_sets(ws: Workspace, model: nn.Module, alpha: float,
+              generator: torch.Generator) -> torch.Tensor:
+    """RSCP sets [N_test, K] of one model, calibrated on the victim's calibration set."""
+    ds, split = ws.dataset, ws.split
+    cal_x, cal_y = ds.train_images[split.victim_cal], ds.train_labels[split.victim_cal]
+    cp = RSCPConformal(RSCP(n_samples=ws.preset.rscp_samples), alpha)
+    cp.calibrate(model, cal_x.float().div(255).to(ws.device), cal_y, generator=generator)
+    return cp.predict(model, ds.test_images.float().div(255).to(ws.device),
+                      generator=generator).cpu()
+
+
+# -- victims under a defense (SPEC 7) -------------------------------------------------------
+
+
+def evaluate_victim(
+    ws: Workspace, defense: Defense, models: list[nn.Module], views: EvalViews,
+    scores: tuple[str, ...], alpha: float, seed: int,
+) -> ModelEval:
+    """:func:`evaluate_model` of a victim trained under ``defense`` (its ``models`` from
+    ``defense.fit``). With no defense this *is* :func:`evaluate_model` (same numbers).
+    Otherwise the logits are ``defense.logits`` (RPS: the vote shares of its k_t models),
+    every score's predictor is ``defense.conformal`` (RPS: k_c calibration partitions of the
+    victim's calibration images and a majority vote), with the same seeded generators as
+    :func:`evaluate_model`; RSCP runs on the single model of a defense that supports it and
+    is reported as unsupported (``facts[score]["unsupported"]``, no sets) otherwise. A
+    predictor that can certify its sets (RPS, non-randomized score) adds the certificate
+    of the targets' sets (``facts[score]["certificate"]``)."""
+    if defense.name == "none":
+        return evaluate_model(ws, models[0], views, scores, alpha, seed)
+    ds, split = ws.dataset, ws.split
+    cal_x, cal_y = ds.train_images[split.victim_cal], ds.train_labels[split.victim_cal]
+    batch = ws.preset.eval_batch_size
+    cal_logits = defense.logits(models, cal_x, ws.device, batch)
+    test_logits = defense.logits(models, ds.test_images, ws.device, batch)
+    groups = {"targets": views.targets, "others": views.others, "evaluation": views.evaluation}
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    facts: dict[str, dict[str, Any]] = {}
+    for name in scores:
+        gen = make_generator(derive_seed(seed, "eval", name), ws.device if name == "rscp"
+                             else "cpu")
+        if name == "rscp":
+            if not defense.supports_rscp:
+                facts[name] = {"unsupported": f"defense {defense.name!r} replaces the "
+                               "conformal predictor; RSCP smooths a single model"}
+                continue
+            all_sets = rscp_sets(ws, models[0], alpha, gen)
+        else:
+            score = build_score(name)
+            cp = defense.conformal(score, alpha, cal_x).calibrate(cal_logits, cal_y, gen)
+            all_sets = cp.predict(test_logits, generator=gen)
+            certify = getattr(cp, "certify", None)
+            if certify is not None and not score.randomized:
+                facts[name] = {"certificate": certify(test_logits[views.targets])}
+        out[name] = {g: all_sets[idx] for g, idx in groups.items()}
+    preds = test_logits.argmax(1)
+    return ModelEval(out, preds, float((preds == ds.test_labels).float().mean()), facts)

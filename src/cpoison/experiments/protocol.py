@@ -23,9 +23,11 @@ from cpoison.attacks.goals import labels_to_add
 from cpoison.attacks.registry import objective_facts
 from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
+from cpoison.defenses import DefenseOutcome, build_defense
 from cpoison.errors import ConfigError, DataError
 from cpoison.experiments.config import ExperimentConfig
-from cpoison.experiments.evaluation import EvalViews, evaluate_model
+from cpoison.experiments.defended import defense_facts, fit_victim
+from cpoison.experiments.evaluation import EvalViews, evaluate_victim
 from cpoison.experiments.metrics import victim_row
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
@@ -278,11 +280,11 @@ def benign_data(ws: Workspace) -> Any:
 
 
 def benign_victim(ws: Workspace, config: ExperimentConfig, repeat: int,
-                  victim: int) -> torch.nn.Module:
-    """Train (or load) benign victim ``victim`` of the repeat."""
+                  victim: int) -> DefenseOutcome:
+    """Train (or load) benign victim ``victim`` of the repeat, under the config's defense
+    (SPEC 7; ``outcome.models[0]`` is the model when there is none)."""
     seed, _ = victim_seeds(config, repeat, victim)
-    return ws.train(benign_data(ws), seed, desc=f"benign r{repeat} v{victim}",
-                    spec=config.victim)
+    return fit_victim(ws, config, benign_data(ws), seed, desc=f"benign r{repeat} v{victim}")
 
 
 def evaluate_cell(
@@ -290,20 +292,31 @@ def evaluate_cell(
     poisons: PoisonSet,
 ) -> list[dict[str, Any]]:
     """One cell of SPEC 6 step 3-4: the benign victim and its poisoned twin (same initial
-    weights and data order), calibrated with every score; one row per score."""
+    weights and data order, same defense: SPEC 7), calibrated with every score; one row per
+    score (a score the defense cannot run, RSCP under RPS, gets a row marked
+    ``unsupported`` without figures)."""
     poisons.check_ids(ws.dataset.train_labels.numel())
     views = views_of(ws, poisons)
     seed, eval_seed = victim_seeds(config, repeat, victim)
     label = attack_label(config.attacks[attack_index])
-    benign_model = benign_victim(ws, config, repeat, victim)
-    benign = evaluate_model(ws, benign_model, views, config.scores, config.alpha, eval_seed)
+    defense = build_defense(config.defense)
+    benign_fit = benign_victim(ws, config, repeat, victim)
+    benign = evaluate_victim(ws, defense, benign_fit.models, views, config.scores,
+                             config.alpha, eval_seed)
     data = benign_data(ws).with_poisons(poisons.ids, poisons.delta, inject=poisons.inject)
-    model = ws.train(data, seed, desc=f"{label} r{repeat} v{victim}", spec=config.victim)
-    poisoned = evaluate_model(ws, model, views, config.scores, config.alpha, eval_seed)
-    rows = [{**row_meta(config, attack_index, poisons, views, repeat, victim, s),
-             **victim_row(benign, poisoned, s, views, ws.dataset.test_labels,
-                          ws.dataset.num_classes)}
-            for s in config.scores]
+    victim_fit = fit_victim(ws, config, data, seed, desc=f"{label} r{repeat} v{victim}")
+    poisoned = evaluate_victim(ws, defense, victim_fit.models, views, config.scores,
+                               config.alpha, eval_seed)
+    rows = []
+    for s in config.scores:
+        row = row_meta(config, attack_index, poisons, views, repeat, victim, s)
+        if s in poisoned.sets:
+            row.update(victim_row(benign, poisoned, s, views, ws.dataset.test_labels,
+                                  ws.dataset.num_classes))
+        row.update(defense_facts(config, benign_fit, victim_fit, benign, poisoned, s,
+                                 len(poisons)))
+        rows.append(row)
     log.info("%s r%d v%d: %s", label, repeat, victim, ", ".join(
-        f"{r['score']} {r['benign_set_size']:.2f}->{r['victim_set_size']:.2f}" for r in rows))
+        f"{r['score']} {r['benign_set_size']:.2f}->{r['victim_set_size']:.2f}"
+        if "benign_set_size" in r else f"{r['score']} unsupported" for r in rows))
     return rows

@@ -42,16 +42,47 @@ def _n(row: dict[str, Any]) -> str:
     return f"{row.get('n_victims', '?')} ({row.get('n_repeats', '?')} rep.)"
 
 
+# Columns a table gains when a defense is in play (SPEC 7: clean accuracy, the shares of
+# poisons and of clean points removed, RPS's certified training radius of benign targets).
+DEFENSE_COLUMNS = (
+    ("accuracy_victim", "acc. victim"), ("poisons_removed_share", "poisons removed"),
+    ("clean_removed_share", "clean removed"),
+)
+CERTIFICATE_COLUMNS = (("certified_train_radius_benign", "cert. radius"),)
+
+
+def shows_defense(rows: list[dict[str, Any]], grid_keys: list[str] | tuple[str, ...]) -> bool:
+    """A table shows the defense when the grid varies it or some row has one."""
+    return (any(k == "defense" or k.startswith("defense.") for k in grid_keys)
+            or any((r.get("defense") or "none") != "none" for r in rows))
+
+
+def _score(row: dict[str, Any]) -> str:
+    return f"{row['score']} (unsupported)" if row.get("unsupported") else str(row["score"])
+
+
 def table(rows: list[dict[str, Any]], grid_keys: list[str] | tuple[str, ...] = ()) -> str:
     """The summary as a Markdown table, grouped by the grid keys (first columns); ``n`` is
-    the number of victim pairs (and of repeats) behind each row."""
-    head = "| " + " | ".join([*grid_keys, *(title for _, title in COLUMNS), "n"]) + " |"
-    sep = "|" + "---|" * (len(grid_keys) + len(COLUMNS) + 1)
+    the number of victim pairs (and of repeats) behind each row. With a defense (SPEC 7) a
+    ``defense`` column (its label, in place of a ``defense`` grid key), the victims' clean
+    accuracy and the shares of poisons and of clean points removed follow the grid keys'
+    columns, and RPS's certified radius when a row has one."""
+    defense = shows_defense(rows, grid_keys)
+    keys = [k for k in grid_keys if not (defense and k == "defense")]
+    columns = list(COLUMNS)
+    if defense:
+        columns += DEFENSE_COLUMNS
+        columns += [c for c in CERTIFICATE_COLUMNS if any(r.get(c[0]) for r in rows)]
+    titles = [*keys, *(["defense"] if defense else []), *(title for _, title in columns), "n"]
+    head = "| " + " | ".join(titles) + " |"
+    sep = "|" + "---|" * len(titles)
     lines = [head, sep]
     for row in rows:
-        cells = [_point_value(row, k) for k in grid_keys]
-        cells += [str(row[k]) if k in ("attack", "score") else _fmt(row.get(k))
-                  for k, _ in COLUMNS]
+        cells = [_point_value(row, k) for k in keys]
+        if defense:
+            cells.append(str(row.get("defense") or "none"))
+        cells += [str(row[k]) if k == "attack" else _score(row) if k == "score"
+                  else _fmt(row.get(k)) for k, _ in columns]
         cells.append(_n(row))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

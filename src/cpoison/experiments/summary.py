@@ -1,7 +1,7 @@
 """Aggregation (SPEC 6): per repeat, average over victims; report mean +/- standard error
 across repeats, or across victims when there is a single repeat (``se_over`` says which).
 Every summary row says how many victims and repeats stand behind it (``n_victims``,
-``n_repeats``); rows are grouped by grid point, attack and score."""
+``n_repeats``); rows are grouped by grid point, attack, score and defense (SPEC 7)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,16 @@ LIST_METRICS = (
     "eval_benign_size_histogram", "eval_victim_size_histogram",
     "target_benign_size_histogram", "target_victim_size_histogram",
 )
-KEYS = ("attack", "goal", "score", "budget", "eps", "loss", "order", "craft_score", "setting")
+# Defense figures (SPEC 7): the shares of poisons and of clean points a defense removed,
+# and RPS's certificate of the targets' sets (rows without them are skipped).
+METRICS += (
+    "poisons_removed_share", "clean_removed_share", "clean_removed_share_benign",
+    "certified_train_radius_benign", "certified_train_radius_victim",
+    "certified_calib_radius_benign", "certified_calib_radius_victim",
+    "certified_against_poisons_benign", "certified_against_poisons_victim",
+)
+KEYS = ("attack", "goal", "score", "budget", "eps", "loss", "order", "craft_score", "setting",
+        "defense")
 
 
 def mean_se(values: list[float]) -> dict[str, float | None]:
@@ -42,16 +51,23 @@ def mean_se(values: list[float]) -> dict[str, float | None]:
 
 
 def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One summary row per (grid point, attack, score), in first-seen order."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    """One summary row per (grid point, attack, score, defense), in first-seen order (rows
+    stored before defenses existed count as defense ``none``). A score no victim of the
+    group could be evaluated with under its defense (RSCP under RPS) keeps its row, marked
+    ``unsupported``, without figures."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         point = repr(sorted((row.get("point") or {}).items()))
-        groups[(point, row["attack"], row["score"])].append(row)
+        groups[(point, row["attack"], row["score"], row.get("defense") or "none")].append(row)
     out = []
     for members in groups.values():
         repeats = sorted({m["repeat"] for m in members})
         summary: dict[str, Any] = {k: members[0].get(k) for k in KEYS}
+        summary["defense"] = summary["defense"] or "none"
         summary["point"] = members[0].get("point") or {}
+        if all(m.get("unsupported") for m in members):
+            summary["unsupported"] = True
+            summary["unsupported_reason"] = members[0].get("unsupported_reason")
         for metric in METRICS:
             per_victim = [m.get(metric) for m in members]
             if all(v is None for v in per_victim):

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from cpoison.data import ImageDataset
 from cpoison.data.splits import RoleSplit, make_split
+from cpoison.defenses.base import TrainingHooks
 from cpoison.engine import keys
 from cpoison.engine.artifacts import ArtifactStore
 from cpoison.experiments.config import ModelSpec
@@ -123,27 +124,53 @@ class Workspace:
 
     def train(
         self, data: TrainSet, seed: int, desc: str = "train", spec: ModelSpec | None = None,
-        recipe: Recipe | None = None,
+        recipe: Recipe | None = None, hooks: TrainingHooks | None = None,
+        defense: Any = None,
     ) -> nn.Module:
         """Load the model of this key from the store, or train it with initial weights and
-        data order from ``seed`` and store it."""
+        data order from ``seed`` and store it.
+
+        ``hooks`` (SPEC 7): a defense's training hooks, passed to ``train_model``; then
+        ``defense`` (the defense's config) must be given and is part of the model's key, and
+        the hooks' record (``removed`` ids, ``record`` facts) is saved in the model's meta
+        and restored onto ``hooks`` when the model comes from the store, so the defense's
+        outcome never depends on whether its model was cached. Without hooks, ``defense`` is
+        ignored: such a model (a filter's feature model, RPS's partition models) is keyed
+        by its content alone and shared with plain training."""
+        if hooks is not None and defense is None:
+            raise ValueError("a model trained with defense hooks needs the defense's "
+                             "settings for its key")
+        defense = defense if hooks is not None else None
         recipe = recipe or self.preset.recipe
         model = self.build(seed, spec)
-        own = self.model_key(data, seed, spec, recipe)
-        candidates = [own] + ([self.model_key(data, seed, spec, recipe, other)
+        own = self.model_key(data, seed, spec, recipe, defense=defense)
+        candidates = [own] + ([self.model_key(data, seed, spec, recipe, other, defense)
                                for other in DEVICE_TYPES if other != self.device.type]
                               if self.any_device else [])
         for key in candidates:
-            if self.store.load_model(key, model):
-                log.debug("%s: loaded stored model %s", desc, key)
-                return model.to(self.device).eval()
+            meta = self.store.load_model_meta(key, model)
+            if meta is None:
+                continue
+            if hooks is not None and "defense_record" not in meta:
+                log.warning("%s: stored model %s lacks its defense record; training it "
+                            "again", desc, key)
+                model = self.build(seed, spec)
+                break
+            if hooks is not None:
+                restore_hooks(hooks, meta)
+            log.debug("%s: loaded stored model %s", desc, key)
+            return model.to(self.device).eval()
         start = time.perf_counter()
+        extra = {} if hooks is None else {"hooks": hooks}  # plain training: the same call
         model = train_model(model.to(self.device), data, recipe, seed, self.device,
-                            self.progress, desc)
+                            self.progress, desc, **extra)
         self.train_seconds += time.perf_counter() - start
         self.trained.append(desc)
-        self.store.save_model(own, model, {"desc": desc, "seed": seed,
-                                           "device": self.device.type})
+        meta: dict[str, Any] = {"desc": desc, "seed": seed, "device": self.device.type}
+        if hooks is not None:
+            meta.update(hooks_meta(hooks), defense=(
+                defense.model_dump(mode="json") if hasattr(defense, "model_dump") else defense))
+        self.store.save_model(own, model, meta)
         return model.to(self.device).eval()
 
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -152,3 +179,16 @@ class Workspace:
     def features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Penultimate features [N, F] (on CPU) of ``model`` on ``images``."""
         return predict_features(model, images, self.device, self.preset.eval_batch_size)
+
+
+def hooks_meta(hooks: TrainingHooks) -> dict[str, Any]:
+    """What a defense's training hooks learnt during a run (SPEC 7: the pool ids removed,
+    e.g. by EPIC, and the JSON-able record), as saved with the model."""
+    return {"defense_removed": [int(i) for i in hooks.removed.flatten().tolist()],
+            "defense_record": hooks.record}
+
+
+def restore_hooks(hooks: TrainingHooks, meta: dict[str, Any]) -> None:
+    """Put the saved :func:`hooks_meta` back onto fresh ``hooks`` (a model from the store)."""
+    hooks.removed = torch.tensor(meta.get("defense_removed") or [], dtype=torch.long)
+    hooks.record = dict(meta.get("defense_record") or {})
