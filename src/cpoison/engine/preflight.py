@@ -76,7 +76,7 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
 def _check_models(ws: Workspace, point: GridPoint, where: str) -> None:
     """Import, build and run once (on a batch of the dataset's shape) every user model
     function and every spec with weights (SPEC 12); ConfigError names the field."""
-    for field in ("surrogate", "victim"):
+    for field in ("victim", "surrogate"):
         spec = ws.spec(getattr(point.config, field))
         if is_user_arch(spec.arch) or spec.weights:
             try:
