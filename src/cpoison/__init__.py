@@ -12,4 +12,15 @@ try:  # the installed distribution's version (pyproject's ``version``)
 except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ConfigError", "CpoisonError", "DataError", "NotCalibratedError", "__version__"]
+__all__ = [
+    "ConfigError", "CpoisonError", "DataError", "NotCalibratedError", "__version__", "audit",
+]
+
+
+def __getattr__(name: str) -> object:
+    """``cpoison.audit`` (SPEC 12), imported on first use so ``import cpoison`` stays light."""
+    if name == "audit":
+        from cpoison.experiments.audit import audit
+
+        return audit
+    raise AttributeError(f"module 'cpoison' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Command-line interface: ``cpoison data | cp | attack | demo | report``.
+"""Command-line interface: ``cpoison data | cp | attack | demo | audit | report``.
 
 User errors (:class:`~cpoison.errors.CpoisonError`, invalid config values) print one line
 ``cpoison: error: ...`` on stderr and exit with code 2, never a traceback.
@@ -90,6 +90,60 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_executor(p)
 
+    p = sub.add_parser(
+        "audit", help="audit your own data and model: how far can a few poisoned training "
+        "images move your conformal prediction sets? (SPEC 12)",
+        description="Split your data into the roles of SPEC 2, run the black-box poisoning "
+        "attack against your model's conformal pipeline for each score and budget, and write "
+        "OUT/audit.md, which opens with a plain summary. Re-running resumes.")
+    p.add_argument("--data", required=True,
+                   help="an ImageFolder folder (one subfolder per class; train/ and test/ "
+                   "subfolders optional) or an .npz file (x, y[, x_test, y_test, classes])")
+    p.add_argument("--model", required=True,
+                   help="package.module:function or path/to/file.py:function returning an "
+                   "nn.Module for (in_channels, num_classes, image_size); or a registry name")
+    p.add_argument("--weights", default=None,
+                   help="initial weights (.safetensors) every model starts training from")
+    p.add_argument("--surrogate", default=None,
+                   help="the attacker's architecture (default: the same as --model)")
+    p.add_argument("--surrogate-weights", default=None, help="its .safetensors weights")
+    p.add_argument("--out", required=True, help="output folder (re-running it resumes)")
+    p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level (default 0.1)")
+    p.add_argument("--budget", action="append", default=None, metavar="B",
+                   help="share of the victim's training set poisoned; repeatable or a comma "
+                   "list (0.01,0.02 or 1%%,2%%; default 0.01,0.02)")
+    p.add_argument("--eps", default="16/255", help="L-inf bound of a perturbation (16/255)")
+    p.add_argument("--goal", default="overconfidence",
+                   help="overconfidence (default), underconfidence, unequal-coverage, "
+                   "add-label, remove-label")
+    p.add_argument("--label", type=int, default=None,
+                   help="add-label / remove-label: the class index of the label")
+    p.add_argument("--scores", default="hps,aps,raps", help="comma-separated score names")
+    p.add_argument("--victims", type=int, default=2,
+                   help="victim pairs per budget (default 2; more: firmer numbers)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="repeats, each with its own target class (unless fixed) and seeds")
+    p.add_argument("--target-class", type=int, default=None,
+                   help="class of the targets (default: drawn with the seed)")
+    p.add_argument("--targets", type=int, default=50, help="number of targets (default 50)")
+    p.add_argument("--baselines", default="randun",
+                   help="random-noise baselines: randun, randga, a comma list, or none")
+    p.add_argument("--selection", default="nearest", choices=("nearest", "random",
+                                                              "nearest-pixels"),
+                   help="poison bases: nearest to the targets (default) or random")
+    p.add_argument("--iterations", type=int, default=150, help="crafting iterations (150)")
+    p.add_argument("--preset", default="audit",
+                   help="training recipe: audit (default, 40 epochs) or audit-quick (10)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="share of each class held out as the test set when the data has "
+                   "no test split (default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--defense", dest="defenses", action="append", default=None,
+                   metavar="NAME", help="run under this defense too (repeatable; only where "
+                   "this cpoison's configs have a 'defense' field)")
+    _add_common(p)
+    _add_executor(p)
+
     p = sub.add_parser("report", help="rebuild report.md, plots and summary.json of a run")
     p.add_argument("run", help="run folder (holding config.resolved.yaml, results.sqlite)")
     return parser
@@ -169,6 +223,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from cpoison.experiments.audit import DEFAULT_BUDGETS, audit
+
+    kwargs = _run_kwargs(args)
+    kwargs.pop("data_root", None)
+    result = audit(
+        args.data, args.model, args.out, weights=args.weights, surrogate=args.surrogate,
+        surrogate_weights=args.surrogate_weights, alpha=args.alpha,
+        budgets=args.budget or list(DEFAULT_BUDGETS), eps=args.eps, goal=args.goal,
+        label=args.label, scores=args.scores, victims=args.victims, repeats=args.repeats,
+        target_class=args.target_class, targets=args.targets, baselines=args.baselines,
+        selection=args.selection, iterations=args.iterations, preset=args.preset,
+        test_fraction=args.test_fraction, seed=args.seed, defenses=args.defenses,
+        **kwargs)
+    print(result.text)
+    print(f"audit: {result.report}; report: {result.out / 'report.md'}; results: "
+          f"{result.out / 'results.sqlite'}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from cpoison.engine.driver import report_from_run
 
@@ -177,7 +251,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"data": _cmd_data, "cp": _cmd_cp, "attack": _cmd_attack, "demo": _cmd_demo,
-            "report": _cmd_report}
+            "audit": _cmd_audit, "report": _cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

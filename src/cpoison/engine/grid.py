@@ -30,6 +30,8 @@ def expand_grid(config: ExperimentConfig) -> list[GridPoint]:
     """Every point of ``config``'s grid, in the order the lists give (the last key varies
     fastest); a config without a grid is one point."""
     base = config.model_dump(mode="json", exclude={"grid"}, exclude_none=True)
+    if "poison_class" not in config.model_fields_set:
+        base.pop("poison_class", None)  # resolved by each point's goal (GOAL_POISON_CLASS)
     grid = config.grid
     points = []
     for combo in itertools.product(*grid.values()):

@@ -8,14 +8,21 @@ from typing import Any
 
 from cpoison.engine import keys
 from cpoison.experiments import protocol
-from cpoison.experiments.config import ExperimentConfig
+from cpoison.experiments.config import ExperimentConfig, is_user_dataset
 from cpoison.experiments.workspace import Workspace
 
 # Config fields that do not shape a poison set: how many victims and repeats evaluate it,
 # the scores, the victim architecture and the defense they are evaluated with, the run's
-# name, the other attacks and the grid (each point is keyed by its own values).
+# name, the other attacks and the grid (each point is keyed by its own values); ``data``
+# (how a user's data is split) is in the dataset's content digest, hence in the surrogate's
+# key.
 NOT_CRAFTING = {"name", "n_victims", "n_repeats", "scores", "victim", "defense", "attacks",
-                "grid"}
+                "grid", "data"}
+
+# Goals whose targets and bases the engine chooses by goal (SPEC 4.1: goal eligibility of
+# the targets, bases by GOAL_POISON_CLASS); their poison keys carry this version so that
+# poisons crafted before the engine knew these goals are never reused.
+GOAL_PROTOCOL = {"unequal-coverage": 1, "add-label": 1, "remove-label": 1}
 
 
 def split_key(ws: Workspace) -> str:
@@ -28,7 +35,18 @@ def surrogate_key(ws: Workspace, config: ExperimentConfig, repeat: int) -> str:
 
 
 def crafting_fields(config: ExperimentConfig) -> dict[str, Any]:
-    return config.model_dump(mode="json", exclude=NOT_CRAFTING)
+    """The config fields that shape crafting. A user's dataset path is replaced by
+    ``"user"`` and a surrogate's weights path by its content digest (the surrogate's key
+    already holds both contents), so the same data or weights under another path share
+    keys (SPEC 11)."""
+    fields = config.model_dump(mode="json", exclude=NOT_CRAFTING)
+    if is_user_dataset(config.dataset):
+        fields["dataset"] = "user"
+    if config.surrogate is not None and config.surrogate.weights:
+        fields["surrogate"]["weights"] = keys.file_digest(config.surrogate.weights)
+    if config.goal.kind in GOAL_PROTOCOL:
+        fields["goal_protocol"] = GOAL_PROTOCOL[config.goal.kind]
+    return fields
 
 
 def poisons_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -88,14 +89,56 @@ def model_key(
     *, dataset: str, indices: torch.Tensor, poison_ids: torch.Tensor | None,
     poison_delta: torch.Tensor | None, recipe: Any, arch: str, arch_kwargs: dict[str, Any],
     seed: int, device_type: str, trainer_version: int, defense: Any = None,
+    user: dict[str, Any] | None = None,
 ) -> str:
-    """Key of a trained model (surrogate or victim)."""
+    """Key of a trained model (surrogate or victim). ``user``: the content of a user's model
+    (:func:`user_model_identity`: its code and initial weights), only for such models, so
+    the keys of registry models without weights are unchanged."""
+    extra = {"user": user} if user else {}
     return digest(
         kind="model", dataset=dataset, indices=tensor_digest(indices),
         poisons=tensor_digest(poison_ids, poison_delta), recipe=recipe, arch=arch,
         arch_kwargs=arch_kwargs, seed=seed, device=device_type, trainer=trainer_version,
-        defense=defense,
+        defense=defense, **extra,
     )
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 (hex, 16 chars) of a file's bytes, cached per (path, size, mtime)."""
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    cache = (str(path), stat.st_size, stat.st_mtime_ns)
+    if cache not in _FILE_DIGESTS:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_DIGESTS[cache] = h.hexdigest()[:16]
+    return _FILE_DIGESTS[cache]
+
+
+def user_model_identity(arch: str, weights: str | None, user_arch: bool) -> dict[str, Any] | None:
+    """What determines a user's model besides its name (SPEC 11, 12): the digest of the
+    source file that defines its function (so editing the function makes new keys) and of
+    its initial weights file. None for a registry model without weights."""
+    out: dict[str, Any] = {}
+    if user_arch:
+        import inspect
+
+        from cpoison.models.user import resolve_function
+
+        func = resolve_function(arch)
+        try:
+            source = inspect.getsourcefile(func)  # type: ignore[arg-type]
+        except TypeError:
+            source = None
+        out["code"] = file_digest(source) if source and Path(source).is_file() else None
+    if weights:
+        out["weights"] = file_digest(weights)
+    return out or None
 
 
 def poisons_key(*, surrogate: str, crafting: dict[str, Any], attack: Any, repeat_seed: int,

@@ -1,17 +1,23 @@
 """Checks that need the dataset but no model (SPEC 11): run on every grid point before any
-model trains, each failure one message naming the field and the point."""
+model trains, each failure one message naming the field and the point.
+
+Besides classes, labels and budgets: the goal's class indices (SPEC 4.1,
+:func:`cpoison.attacks.goals.check_goal`), square images, and a user's model functions and
+weights (SPEC 12: imported, built and run once on the dataset's shape)."""
 
 from __future__ import annotations
 
+from cpoison.attacks.goals import check_goal
 from cpoison.defenses import build_defense
 from cpoison.engine.grid import GridPoint
 from cpoison.errors import ConfigError
+from cpoison.experiments.config import is_user_arch
 from cpoison.experiments.workspace import Workspace
 
 
 def check_point(ws: Workspace, point: GridPoint) -> None:
-    """ConfigError when a class, a label, a budget or a defense setting of ``point`` does
-    not fit the data."""
+    """ConfigError when a class, a label, a budget, a model or a defense setting of
+    ``point`` does not fit the data."""
     config, ds = point.config, ws.dataset
     where = f" (grid cell {{{point.label}}})" if point.values else ""
     k = ds.num_classes
@@ -23,6 +29,17 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
     if wrong:
         raise ConfigError(f"goal.add_labels {wrong} are not classes of {ds.name} "
                           f"(0..{k - 1}){where}")
+    try:
+        check_goal(config.goal, k, target_class)
+    except ConfigError as err:
+        raise ConfigError(f"{err}{where}") from None
+    if target_class is None:
+        target_class = config.goal.target_class()
+    _, h, w = ds.input_shape
+    if h != w:
+        raise ConfigError(f"dataset {ds.name}: images are {w}x{h} (width x height); cpoison's "
+                          f"models take square images, resize them{where}")
+    _check_models(ws, point, where)
     split, labels = ws.split, ds.train_labels
     n_poisons = round(config.budget * split.victim_train.numel())
     if n_poisons < 1:
@@ -38,6 +55,20 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
                      else "the smallest class (the target class is drawn per repeat)")
             raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the "
                               f"{owner} pool has only {smallest} images of {which}{where}")
+    elif config.poison_class == "other":
+        counts = [int((labels[pool] == c).sum()) for c in range(k)]
+        available = pool.numel() - (counts[target_class] if target_class is not None
+                                    else max(counts))
+        if n_poisons > available:
+            raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the "
+                              f"{owner} pool has only {available} images outside the target "
+                              f"class (poison_class 'other'){where}")
+    elif config.poison_class == "labels-to-add" and config.goal.kind == "add-label":
+        available = int((labels[pool] == config.goal.label).sum())
+        if n_poisons > available:
+            raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the "
+                              f"{owner} pool has only {available} images of goal.label "
+                              f"{config.goal.label} (the label to add){where}")
     elif n_poisons > pool.numel():
         raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the {owner} "
                           f"pool has only {pool.numel()} images{where}")
@@ -53,3 +84,15 @@ def check_defense(ws: Workspace, point: GridPoint, where: str = "") -> None:
             int(split.victim_train.numel()), int(split.victim_cal.numel()))
     except ConfigError as err:
         raise ConfigError(f"{err}{where}") from None
+
+
+def _check_models(ws: Workspace, point: GridPoint, where: str) -> None:
+    """Import, build and run once (on a batch of the dataset's shape) every user model
+    function and every spec with weights (SPEC 12); ConfigError names the field."""
+    for field in ("victim", "surrogate"):
+        spec = ws.spec(getattr(point.config, field))
+        if is_user_arch(spec.arch) or spec.weights:
+            try:
+                ws.build(0, spec)
+            except ConfigError as err:
+                raise ConfigError(f"{field}: {err}{where}") from None

@@ -12,7 +12,7 @@ import torch
 from cpoison.data import ImageDataset, load_dataset
 from cpoison.device import get_device
 from cpoison.engine.artifacts import ArtifactStore
-from cpoison.experiments.config import ExperimentConfig
+from cpoison.experiments.config import ExperimentConfig, is_user_dataset
 from cpoison.experiments.presets import get_preset
 from cpoison.experiments.workspace import Workspace
 
@@ -33,12 +33,27 @@ class RunOptions:
     threads: int | None = None
 
 
-_DATASETS: dict[tuple[str, str | None, int], ImageDataset] = {}
+_DATASETS: dict[tuple[object, ...], ImageDataset] = {}
 _WORKSPACES: dict[tuple[object, ...], Workspace] = {}
 
 
 def dataset_for(config: ExperimentConfig, data_root: str | None) -> ImageDataset:
-    """The config's dataset, loaded once per process (digits' split depends on the seed)."""
+    """The config's dataset, loaded once per process (digits' split depends on the seed).
+
+    A user's data (``dataset: PATH``, SPEC 12) is read by
+    :func:`cpoison.data.user.load_user_data`; when it has no test split of its own,
+    ``data.test_fraction`` of each class is held out with a split seeded by ``config.seed``.
+    Its keys come from its content digest, never from the path."""
+    if is_user_dataset(config.dataset):
+        from cpoison.data.user import DEFAULT_TEST_FRACTION, load_user_data
+
+        path = Path(config.dataset).expanduser()
+        fraction = config.data.test_fraction if config.data else DEFAULT_TEST_FRACTION
+        user_key = ("user", str(path.resolve()), fraction, config.seed)
+        if user_key not in _DATASETS:
+            _DATASETS[user_key] = load_user_data(path, test_fraction=fraction,
+                                                 seed=config.seed)
+        return _DATASETS[user_key]
     seed = config.seed if config.dataset == "digits" else 0
     key = (config.dataset, str(Path(data_root).resolve()) if data_root else None, seed)
     if key not in _DATASETS:
@@ -50,7 +65,7 @@ def workspace_for(opts: RunOptions, config: ExperimentConfig) -> Workspace:
     """The workspace of ``config``'s dataset, preset, split seed and setting (cached)."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    key = (opts, config.dataset, config.preset, config.seed, config.setting)
+    key = (opts, config.dataset, config.data, config.preset, config.seed, config.setting)
     if key not in _WORKSPACES:
         dataset = dataset_for(config, opts.data_root)
         preset = get_preset(config.dataset, config.preset)

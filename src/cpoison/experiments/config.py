@@ -7,6 +7,7 @@ pre-flight (:mod:`cpoison.engine.preflight`)."""
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -54,27 +56,65 @@ class TargetConfig(BaseModel):
         return value
 
 
+def is_user_arch(arch: str) -> bool:
+    """True when ``arch`` names a user's model function (``package.module:function`` or
+    ``path/to/file.py:function``, SPEC 12) rather than a registry model."""
+    return ":" in arch
+
+
 class ModelSpec(BaseModel):
     """An architecture with its arguments (SPEC 11). ``kwargs: null`` (or a bare name in a
     config, ``victim: mlp``) means the preset's arguments when ``arch`` is the preset's
-    architecture, else the architecture's own defaults."""
+    architecture, else the architecture's own defaults.
+
+    ``arch`` may also be a user's model function, ``package.module:function`` (or
+    ``path/to/file.py:function``), called as ``function(in_channels, num_classes,
+    image_size)`` (SPEC 12, :func:`cpoison.models.user.load_user_model`); such a spec takes
+    no ``kwargs``. Its form is checked here; the engine's pre-flight imports it and runs one
+    forward pass on the dataset's shape before any model trains.
+
+    ``weights`` (optional, ``.safetensors`` only): the weights every model of this spec
+    starts training from (fine-tuning a pretrained model), instead of a seeded random
+    initialisation. Their content digest enters the model's key. A spec without weights
+    dumps exactly as before (no ``weights`` key), so existing keys are unchanged."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     arch: str
     kwargs: dict[str, Any] | None = None
+    weights: str | None = None
 
     @field_validator("arch")
     @classmethod
     def _known(cls, value: str) -> str:
+        if is_user_arch(value):
+            module, _, func = value.partition(":")
+            if value.count(":") != 1 or not module.strip() or not func.strip():
+                raise ValueError(f"model spec {value!r} must be 'package.module:function' "
+                                 "(or 'path/to/file.py:function')")
+            return value
         try:
             model_kwargs(value)
         except CpoisonError as err:
-            raise ValueError(str(err)) from None
+            raise ValueError(f"{err}; or name your own model function as "
+                             "'package.module:function'") from None
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _safetensors(cls, value: str | None) -> str | None:
+        if value is not None and not str(value).lower().endswith(".safetensors"):
+            raise ValueError(f"weights {value!r}: cpoison reads .safetensors files only "
+                             "(never pickle checkpoints)")
         return value
 
     @model_validator(mode="after")
     def _known_kwargs(self) -> ModelSpec:
+        if is_user_arch(self.arch):
+            if self.kwargs:
+                raise ValueError(f"model function {self.arch!r} takes no kwargs (it is called "
+                                 "as function(in_channels, num_classes, image_size))")
+            return self
         allowed = model_kwargs(self.arch)
         wrong = sorted(set(self.kwargs or {}) - set(allowed))
         if wrong:
@@ -82,12 +122,20 @@ class ModelSpec(BaseModel):
                              f"arguments are {allowed}")
         return self
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("weights") is None:
+            data.pop("weights", None)  # unchanged dumps (and keys) for specs without weights
+        return data  # type: ignore[no-any-return]
+
     def resolve(self, preset_arch: str, preset_kwargs: dict[str, Any]) -> ModelSpec:
         """This spec with ``kwargs`` made explicit."""
         if self.kwargs is not None:
             return self
         same = self.arch.replace("-", "").lower() == preset_arch.replace("-", "").lower()
-        return ModelSpec(arch=self.arch, kwargs=dict(preset_kwargs) if same else {})
+        return ModelSpec(arch=self.arch, kwargs=dict(preset_kwargs) if same else {},
+                         weights=self.weights)
 
 
 def _model_spec(value: Any) -> Any:
@@ -98,14 +146,56 @@ def _attack_score(value: Any) -> str | None:
     return getattr(value, "score", None)
 
 
+def is_user_dataset(value: str) -> bool:
+    """True when ``dataset`` is a path to a user's data (SPEC 12: an ImageFolder folder or
+    an ``.npz`` file) rather than a registry name: it ends in ``.npz``, holds a path
+    separator or starts with ``.`` or ``~``; else a registry name wins, and any other name
+    of an existing file or folder is a path."""
+    text = str(value).strip()
+    if text.lower().endswith(".npz") or "/" in text or os.sep in text or text.startswith(
+            (".", "~")):
+        return True
+    try:
+        canonical_name(text)
+        return False
+    except CpoisonError:
+        return bool(text) and Path(text).exists()
+
+
+class UserDataConfig(BaseModel):
+    """How a user's data (``dataset: PATH``, SPEC 12) is read: ``test_fraction`` of each
+    class is held out as the test set (targets and evaluation set, SPEC 2) when the data has
+    no test split of its own (an ImageFolder with ``train/`` and ``test/``, an ``.npz`` with
+    ``x_test`` / ``y_test``). The split is seeded with the config's ``seed``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+# Poison bases by goal (SPEC 2, 4.1) when the config does not set ``poison_class``: images of
+# the target class with their own label can only raise p(y*), so unequal coverage takes its
+# bases from the other classes and add-label from the label to add (measured cos(G(delta), g)
+# on digits in tests/attacks/test_goal_kinds.py: 0.54 vs -0.03 and 0.94 vs -0.38);
+# remove-label keeps target-class bases (0.97), as over- and underconfidence do.
+GOAL_POISON_CLASS: dict[str, str] = {
+    "overconfidence": "target", "underconfidence": "target", "unequal-coverage": "other",
+    "add-label": "labels-to-add", "remove-label": "target",
+}
+
+
 class ExperimentConfig(BaseModel):
     """One experiment: data, threat model, goal, attacks, and the evaluation protocol."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "experiment"
-    dataset: str = "fashion-mnist"
-    preset: str = "cpu"
+    dataset: str = Field("fashion-mnist", description="a registry name, or the path of a "
+                         "user's ImageFolder folder or .npz file (SPEC 12)")
+    data: UserDataConfig | None = Field(
+        None, description="how a user's data is split (only with dataset: PATH)")
+    preset: str = Field("cpu", description="cpu, cpu-full, paper, ...; default 'audit' for "
+                        "a user's data (SPEC 12)")
     seed: int = 0
     setting: Literal["black-box", "white-box"] = "black-box"
     surrogate: ModelSpec | None = Field(
@@ -118,9 +208,12 @@ class ExperimentConfig(BaseModel):
     targets: TargetConfig = TargetConfig()
     budget: float = Field(0.02, gt=0, le=1, description="#poisons / |victim train|")
     eps: float = Field(16 / 255, gt=0, le=1, description="L-inf bound (accepts '16/255')")
-    poison_class: Literal["target", "random", "labels-to-add"] = Field(
+    poison_class: Literal["target", "random", "labels-to-add", "other"] = Field(
         "target", description="target: bases of the target class (SPEC 2 default); random: "
-        "any class; labels-to-add: the classes in the targets' Y_a (underconfidence, SPEC 4.1)")
+        "any class; labels-to-add: the classes in the targets' Y_a (underconfidence, SPEC "
+        "4.1; add-label: the label to add); other: any class but the target class. Unset: "
+        "by goal (GOAL_POISON_CLASS: unequal-coverage other, add-label labels-to-add, "
+        "the rest target)")
     poison_selection: Literal["random", "nearest", "nearest-pixels"] = Field(
         "random", description="random: uniform among eligible images; nearest: for each "
         "target in turn, the eligible image closest to it in the surrogate's features; "
@@ -137,13 +230,37 @@ class ExperimentConfig(BaseModel):
         default_factory=dict, description="dotted config keys -> lists of values; the run "
         "is their product (SPEC 11)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _user_data_preset(cls, data: Any) -> Any:
+        """A user's data without ``preset`` gets the ``audit`` preset (SPEC 12)."""
+        if (isinstance(data, dict) and "preset" not in data
+                and isinstance(data.get("dataset"), str) and is_user_dataset(data["dataset"])):
+            return {**data, "preset": "audit"}
+        return data
+
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, value: str) -> str:
+        if is_user_dataset(value):
+            return value.strip()
         try:
             return canonical_name(value)
         except CpoisonError as err:
-            raise ValueError(str(err)) from None
+            raise ValueError(f"{err}; or give the path of an ImageFolder folder or an .npz "
+                             "file (e.g. ./my_images)") from None
+
+    @model_validator(mode="after")
+    def _goal_defaults(self) -> ExperimentConfig:
+        """``data`` only with a user's data; ``poison_class`` by goal when unset (SPEC 4.1,
+        :data:`GOAL_POISON_CLASS`). The resolved value is set without marking the field as
+        given, so a grid over ``goal.kind`` resolves it per point."""
+        if self.data is not None and not is_user_dataset(self.dataset):
+            raise ValueError(f"data.test_fraction applies to a dataset given as a path, not "
+                             f"to {self.dataset!r}")
+        if "poison_class" not in self.model_fields_set:
+            object.__setattr__(self, "poison_class", GOAL_POISON_CLASS[self.goal.kind])
+        return self
 
     @field_validator("surrogate", "victim", mode="before")
     @classmethod

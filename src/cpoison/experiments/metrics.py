@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from cpoison.attacks.goal_metrics import goal_metrics
+from cpoison.attacks.goals import Goal
 from cpoison.conformal import coverage, mean_size, summarize
 from cpoison.experiments.evaluation import EvalViews, ModelEval
 
@@ -36,10 +38,16 @@ def _set_facts(prefix: str, sets: torch.Tensor, labels: torch.Tensor,
 
 def victim_row(
     benign: ModelEval, victim: ModelEval, score: str, views: EvalViews, labels: torch.Tensor,
-    num_classes: int,
+    num_classes: int, goal: Goal | None = None, target_class: int | None = None,
 ) -> dict[str, Any]:
     """All figures for one score of one victim pair (mean target set sizes, ratios,
-    coverage on targets / other class images / evaluation set, consistency, accuracy)."""
+    coverage on targets / other class images / evaluation set, consistency, accuracy).
+
+    For the goals with their own metric (unequal-coverage, add-label, remove-label; SPEC
+    4.1) the row also holds :func:`cpoison.attacks.goal_metrics.goal_metrics`'s figures
+    (``goal_effect`` and the goal's coverage or label shares on the targets, the class's
+    other images and the evaluation set). Over- and underconfidence rows are unchanged:
+    their goal metric is ``reduction_ratio`` / ``expansion_ratio`` (the same numbers)."""
     b, v = benign.sets[score], victim.sets[score]
     y_t, y_o, y_e = labels[views.targets], labels[views.others], labels[views.evaluation]
     bs, vs = mean_size(b["targets"]), mean_size(v["targets"])
@@ -76,4 +84,8 @@ def victim_row(
                    others_reduction_ratio=_ratio(obs - ovs, obs),
                    others_coverage_benign=coverage(b["others"], y_o),
                    others_coverage_victim=coverage(v["others"], y_o))
+    if goal is not None and goal.kind not in ("overconfidence", "underconfidence"):
+        groups = {"targets": y_t, "others": y_o, "evaluation": y_e}
+        row.update(goal_metrics(goal, {g: b[g] for g in groups}, {g: v[g] for g in groups},
+                                groups, target_class))
     return row

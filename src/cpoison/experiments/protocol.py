@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from cpoison.attacks import AttackContext, PoisonSet, attack_label, build_attack
-from cpoison.attacks.goals import labels_to_add
+from cpoison.attacks.goals import goal_eligibility, labels_to_add
 from cpoison.attacks.registry import objective_facts
 from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
@@ -54,8 +54,11 @@ def choose_bases(
     random classes) from the attacker's data (black-box) or the victim's (white-box).
 
     ``poison_class='labels-to-add'`` (underconfidence) draws them from the classes in the
-    targets' Y_a (SPEC 4.1: the goal's ``add_labels`` or the surrogate's ranks 2..m), so that
-    training on them raises those labels' scores. ``poison_selection='nearest'`` (an option
+    targets' Y_a (SPEC 4.1: the goal's ``add_labels`` or the surrogate's ranks 2..m; for
+    add-label, the label to add), so that training on them raises those labels' scores;
+    ``'other'`` from every class but the target class. Unset in a config, the goal decides
+    (:data:`cpoison.experiments.config.GOAL_POISON_CLASS`: unequal-coverage ``other``,
+    add-label ``labels-to-add``, the others ``target``). ``poison_selection='nearest'`` (an option
     beside SPEC 2's random draw) takes, round robin over the targets, each target's nearest
     eligible image by cosine similarity of the surrogate's penultimate features
     (``'nearest-pixels'``: of the raw pixels; with labels-to-add: among the classes of that
@@ -74,6 +77,8 @@ def choose_bases(
     allowed = None  # [V, K] classes each target may take its bases from
     if config.poison_class == "target":
         pool = pool[labels[pool] == target_class]
+    elif config.poison_class == "other":  # unequal coverage's default (SPEC 4.1)
+        pool = pool[labels[pool] != target_class]
     elif config.poison_class == "labels-to-add":
         assert surrogate is not None and target_ids is not None
         allowed = labels_to_add(config.goal, ws.logits(surrogate, ws.dataset.test_images[
@@ -136,21 +141,30 @@ def target_eligibility(
     """Which test images may be targets (SPEC 4): those the surrogate classifies correctly
     (``targets.correct_only``) and, with ``targets.set_size``, whose surrogate prediction set
     (``targets.set_size_score`` calibrated on the attacker's calibration fold) has exactly
-    that many labels (paper Fig. 4). ``None`` admits every image."""
+    that many labels (paper Fig. 4); ANDed with the goal's own rule
+    (:func:`cpoison.attacks.goals.goal_eligibility`, SPEC 4.1: remove-label targets whose
+    surrogate set holds the label, add-label targets whose set lacks it, from the same
+    surrogate sets). ``None`` admits every image."""
     rule = config.targets
-    if not rule.correct_only and rule.set_size is None:
+    by_goal = config.goal.kind in ("add-label", "remove-label")
+    if not rule.correct_only and rule.set_size is None and not by_goal:
         return None
     ds = ws.dataset
     logits = ws.logits(surrogate, ds.test_images)
     eligible = torch.ones(logits.shape[0], dtype=torch.bool)
     if rule.correct_only:
         eligible &= logits.argmax(1) == ds.test_labels
-    if rule.set_size is not None:
+    if rule.set_size is not None or by_goal:
         cal = ws.split.attacker_cal
         gen = make_generator(derive_seed(seed, "target-sets"))
         predictor = SplitConformal(rule.set_size_score, config.alpha).calibrate(
             ws.logits(surrogate, ds.train_images[cal]), ds.train_labels[cal], generator=gen)
-        eligible &= set_sizes(predictor.predict(logits, generator=gen)) == rule.set_size
+        sets = predictor.predict(logits, generator=gen)
+        if rule.set_size is not None:
+            eligible &= set_sizes(sets) == rule.set_size
+        goal_rule = goal_eligibility(config.goal, sets.cpu())
+        if goal_rule is not None:
+            eligible &= goal_rule
     return eligible
 
 
@@ -159,6 +173,12 @@ def _eligibility_rule(config: ExperimentConfig) -> str:
     if config.targets.set_size is not None:
         parts.append(f"have a surrogate {config.targets.set_size_score.upper()} set of "
                      f"{config.targets.set_size} label(s)")
+    goal = config.goal
+    if goal.kind in ("add-label", "remove-label"):
+        parts.append(f"whose surrogate {config.targets.set_size_score.upper()} set "
+                     f"{'holds' if goal.kind == 'remove-label' else 'lacks'} label "
+                     f"{goal.label} (goal {goal.kind}; try a smaller alpha or another "
+                     "target class)")
     return " and ".join(parts)
 
 
@@ -168,10 +188,18 @@ def repeat_seed(config: ExperimentConfig, repeat: int) -> int:
 
 
 def repeat_target_class(config: ExperimentConfig, repeat: int, num_classes: int) -> int:
-    """The configured target class, or one drawn at random for this repeat."""
+    """The configured target class, else the goal's (unequal coverage's subgroup,
+    ``goal.target_class()``), else one drawn at random for this repeat; add-label and
+    remove-label never draw their own label (y*_v cannot be added nor removed)."""
     if config.targets.target_class is not None:
         return config.targets.target_class
+    fixed = config.goal.target_class()
+    if fixed is not None:
+        return fixed
     gen = make_generator(derive_seed(repeat_seed(config, repeat), "target-class"))
+    if config.goal.kind in ("add-label", "remove-label"):
+        choices = [c for c in range(num_classes) if c != config.goal.label]
+        return choices[int(torch.randint(len(choices), (1,), generator=gen))]
     return int(torch.randint(num_classes, (1,), generator=gen))
 
 
@@ -312,7 +340,8 @@ def evaluate_cell(
         row = row_meta(config, attack_index, poisons, views, repeat, victim, s)
         if s in poisoned.sets:
             row.update(victim_row(benign, poisoned, s, views, ws.dataset.test_labels,
-                                  ws.dataset.num_classes))
+                                  ws.dataset.num_classes, goal=config.goal,
+                                  target_class=int(poisons.meta["target_class"])))
         row.update(defense_facts(config, benign_fit, victim_fit, benign, poisoned, s,
                                  len(poisons)))
         rows.append(row)

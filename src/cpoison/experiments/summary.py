@@ -23,6 +23,14 @@ METRICS += (
     "eval_benign_empty_share", "eval_victim_empty_share", "eval_benign_full_share",
     "eval_victim_full_share", "target_victim_empty_share", "target_victim_full_share",
 )
+# The goals' own figures (SPEC 4.1, cpoison.attacks.goal_metrics; unequal-coverage,
+# add-label and remove-label rows only).
+GOAL_METRICS = ("goal_effect",) + tuple(
+    f"{name}_{side}" for name in (
+        "subgroup_target_coverage", "subgroup_coverage", "marginal_coverage", "rest_coverage",
+        "coverage_gap", "label_share", "label_share_others", "label_share_evaluation",
+        "true_label_coverage") for side in ("benign", "victim"))
+METRICS += GOAL_METRICS
 # Per-class and per-size lists: averaged element-wise over every victim of the group.
 LIST_METRICS = (
     "eval_benign_class_conditional_coverage", "eval_victim_class_conditional_coverage",

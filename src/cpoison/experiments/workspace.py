@@ -20,8 +20,9 @@ from cpoison.data.splits import RoleSplit, make_split
 from cpoison.defenses.base import TrainingHooks
 from cpoison.engine import keys
 from cpoison.engine.artifacts import ArtifactStore
-from cpoison.experiments.config import ModelSpec
+from cpoison.experiments.config import ModelSpec, is_user_arch
 from cpoison.experiments.presets import Preset
+from cpoison.seeding import derive_seed
 from cpoison.training import (
     TRAINER_VERSION,
     Recipe,
@@ -100,11 +101,23 @@ class Workspace:
         return spec.resolve(self.preset.model, dict(self.preset.model_kwargs))
 
     def build(self, seed: int, spec: ModelSpec | None = None) -> nn.Module:
-        """A freshly initialised model of ``spec`` (default: the preset's)."""
+        """A freshly initialised model of ``spec`` (default: the preset's). A user's model
+        function (SPEC 12) is called under ``derive_seed(seed, "init")`` as registry models
+        are built; ``spec.weights`` are loaded over the initial weights."""
         c, h, _ = self.dataset.input_shape
         spec = self.spec(spec)
-        return build_seeded_model(spec.arch, c, self.dataset.num_classes, h, seed,
-                                  **(spec.kwargs or {}))
+        if is_user_arch(spec.arch):
+            from cpoison.models.user import load_user_model
+
+            return load_user_model(spec.arch, c, self.dataset.num_classes, h,
+                                   weights=spec.weights, seed=derive_seed(seed, "init"))
+        model = build_seeded_model(spec.arch, c, self.dataset.num_classes, h, seed,
+                                   **(spec.kwargs or {}))
+        if spec.weights:
+            from cpoison.models.user import load_weights
+
+            load_weights(model, spec.weights)
+        return model
 
     def trainset(self, indices: torch.Tensor) -> TrainSet:
         return TrainSet(self.dataset.train_images, self.dataset.train_labels, indices)
@@ -120,6 +133,7 @@ class Workspace:
             arch=spec.arch, arch_kwargs=spec.kwargs or {}, seed=seed,
             device_type=device_type or self.device.type, trainer_version=TRAINER_VERSION,
             defense=defense,
+            user=keys.user_model_identity(spec.arch, spec.weights, is_user_arch(spec.arch)),
         )
 
     def train(
