@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test docs lint bench data clean
+.PHONY: demo test docs lint bench data chromium clean
 
 $(VENV)/.stamp-venv:
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +37,23 @@ data: $(VENV)/.stamp-install
 	fi
 	$(VENV)/bin/cpoison data fashion-mnist
 
+# Debian's chromium renders the reproduction report in a test (tests/reproduce); installed
+# like the dataset when apt is usable (root), else that test is skipped.
+chromium:
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null \
+	  && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+	  || echo "apt could not install chromium; the report's browser test will be skipped"; \
+	fi
+
 demo: data
 	$(VENV)/bin/cpoison demo
 
 # The docs are built strictly (any warning fails; not with --quiet, which hides warnings from
 # --strict) before the tests, so CI checks them too;
 # their Python examples run inside the tests (tests/test_docs_examples.py).
-test: $(VENV)/.stamp-dev $(VENV)/.stamp-docs data
+test: $(VENV)/.stamp-dev $(VENV)/.stamp-docs data chromium
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 	$(PY) -m pytest tests

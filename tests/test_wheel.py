@@ -93,6 +93,8 @@ def test_shipped_configs_resolve_from_any_folder(installed: Path, tmp_path: Path
     )
     names, path, name, table2 = _run([_python(installed), "-c", code], cwd=tmp_path).split("\n")[:4]
     assert "configs/demo.yaml" in names.split() and "configs/cpu/table2.yaml" in names.split()
+    # the reproduction's configs, two folders deep (cpoison reproduce, SPEC 9)
+    assert "configs/reproduce/paper/E1-cifar10.yaml" in names.split()
     assert Path(path).is_relative_to(installed.parent)
     assert Path(path).read_text() == (ROOT / "src/cpoison/configs/demo.yaml").read_text()
     assert name == "demo-overconfidence" and table2 == "table2.yaml"
