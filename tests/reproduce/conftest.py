@@ -1,30 +1,14 @@
 """One tiny reproduction (``cpoison reproduce --scale test``: digits, one victim, a few
-crafting steps) shared by the report tests: E1 (and with it E2), the two table experiments
-E3 and E4, and E7; E5 and E6 are left out so the report's "not run" path is exercised."""
+crafting steps; about 30 s on one core) shared by the report tests."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
+from reproduce_helpers import Reproduction
 
 from cpoison.cli import main
-
-RUN = ["E1", "E2", "E3", "E4", "E7"]
-
-
-@dataclass
-class Reproduction:
-    out: Path
-    store: Path
-    manifest: dict[str, Any]
-
-    def argv(self, *extra: str) -> list[str]:
-        return ["reproduce", *RUN, "--scale", "test", "--out", str(self.out), "--store",
-                str(self.store), "--quiet", "--threads", "1", *extra]
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import RUN, Reproduction
+from reproduce_helpers import RUN, Reproduction
 
 from cpoison.cli import main
 from cpoison.reproduce.claims import CLAIMS
