@@ -43,3 +43,11 @@ def test_report_only_on_an_empty_folder_says_not_run(tmp_path: Path,
     # a folder holds one scale
     code = main(["reproduce", "--scale", "test", "--out", str(out), "--report-only"])
     assert code == 2 and "scale 'cpu'" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "file"
+    out.write_text("")
+    code = main(["reproduce", "E3", "--scale", "test", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is a file, not a folder" in err[0]

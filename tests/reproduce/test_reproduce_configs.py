@@ -17,6 +17,7 @@ from cpoison.reproduce import paper_values as pv
 from cpoison.reproduce.experiments import (
     EXPERIMENTS,
     SCALES,
+    Part,
     estimate_experiments,
     parts,
     runs_needed,
@@ -35,7 +36,7 @@ def _budgets(config: ExperimentConfig) -> list[float]:
 
 
 @pytest.mark.parametrize("part", ALL_PARTS, ids=lambda p: p.config_name)
-def test_every_config_and_grid_cell_validates(part) -> None:  # type: ignore[no-untyped-def]
+def test_every_config_and_grid_cell_validates(part: Part) -> None:
     config = part.load()
     points = expand_grid(config)
     assert points, part.config_name

@@ -165,7 +165,8 @@ def fig3(run: RunResult, score: str = "hps") -> bytes:
     return _png(fig)
 
 
-def _against(run: RunResult, key: str, xlabel: str, title: str, scale: float = 1.0) -> bytes:
+def _against(run: RunResult, key: str, xlabel: str, title: str, scale: float = 1.0,
+             integer_x: bool = False) -> bytes:
     rows = run.rows
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
     for score in scores(rows):
@@ -190,6 +191,11 @@ def _against(run: RunResult, key: str, xlabel: str, title: str, scale: float = 1
                          label=f"victim ({name}), {score.upper()}")
     axes[0].set_ylabel("reduction ratio")
     axes[0].axhline(0, color="k", lw=0.5)
+    if integer_x:
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in axes:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_ylabel("mean target set size")
     for ax in axes:
         ax.set_xlabel(xlabel)
@@ -204,7 +210,7 @@ def fig4(run: RunResult) -> bytes:
     """Paper Fig. 4: reduction ratio (and benign vs victim set size) against the targets'
     benign set size (``targets.set_size``)."""
     return _against(run, "targets.set_size", "benign set size of the targets (surrogate)",
-                    f"Against benign set size, {run.dataset}, {_budget(run)}")
+                    f"Against benign set size, {run.dataset}, {_budget(run)}", integer_x=True)
 
 
 def fig5(run: RunResult) -> bytes:
