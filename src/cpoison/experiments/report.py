@@ -158,6 +158,8 @@ def plot_against(rows: list[dict[str, Any]], key: str, metric: str, path: Path) 
             pts.sort()
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
                         marker="o", capsize=3, label=name)
+        ticks = sorted({p[0] for pts in lines.values() for p in pts})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_title(score.upper())
         ax.set_xlabel(key)
         ax.axhline(0, color="k", lw=0.5)
