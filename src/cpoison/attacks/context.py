@@ -3,6 +3,7 @@ calibration fold, the targets and the attacker's training fold (for curvature)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +39,10 @@ class AttackContext:
     device: torch.device
     progress: bool = True
     surrogate_epochs: int | None = None  # length of the surrogate's training run
+    # transfer setting (SPEC 5.2): the exact Hessian [P, P] of the surrogate head's
+    # per-point penalised training loss in trainable-parameter (flat_grad) order; when set,
+    # the second-order update solves with it by Cholesky instead of CG on HVPs
+    exact_hessian: Callable[[], torch.Tensor] | None = None
 
     @property
     def num_classes(self) -> int:
