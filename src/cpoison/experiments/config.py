@@ -217,7 +217,8 @@ class TransferConfig(BaseModel):
     known to both sides. The attacker fits ``surrogate_head`` on the features of D^tr and
     crafts input-space poisons through the extractor; each victim fits ``head`` on the
     features of ``victim_subsample`` of the victim training set (a seeded subset per victim,
-    so the J victims differ; 1.0: all of it; the budget stays #poisons / |victim train|) plus the poisons' features.
+    so the J victims differ; 1.0: all of it; the budget stays #poisons / |victim train|)
+    plus the poisons' features.
 
     ``conformal``: ``split`` (the victims calibrate on their calibration set, SPEC 3.2) or
     ``full`` (full CP of the victims' heads, SPEC 3.5, with ``full_cp``'s settings; the attack
