@@ -504,6 +504,8 @@ def evaluate_cell(ws: Workspace, config: ExperimentConfig, repeat: int, attack_i
                            seed, f"{label} head r{repeat} v{victim}",
                            init=benign if tc.head.kind == "logistic" else None)
     fit_seconds = time.perf_counter() - start
+    ws.train_seconds += fit_seconds
+    ws.trained.append(f"{label} head r{repeat} v{victim}")
     extra: dict[str, Any] = {"transfer": True, "conformal": tc.conformal,
                              "head": tc.head.kind, "head_lam": tc.head.lam,
                              "victim_train_size": int(y.numel()),
