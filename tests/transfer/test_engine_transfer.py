@@ -187,7 +187,7 @@ def test_full_cp_cells_have_rows(tmp_path: Path) -> None:
     clear_caches()
     config = validate_config(raw(
         scores=["hps", "raps"], n_victims=1,
-        attacks=[RAW["attacks"][0], {"name": "randga"}],
+        attacks=[{"name": "ours", "implicit_steps": 2}, {"name": "randga"}],
         transfer={**RAW["transfer"], "conformal": "full",
                   "full_cp": {"method": "exact", "subset_size": 120, "eval_size": 40}}))
     summary = run(config, tmp_path / "out", tmp_path / "store")
@@ -199,7 +199,19 @@ def test_full_cp_cells_have_rows(tmp_path: Path) -> None:
         assert r["full_cp_n_train_benign"] == 120
         assert r["full_cp_n_train_victim"] == 120 + r["n_poisons"]
         assert 0 <= r["coverage_benign"] <= 1 and not math.isnan(r["reduction_ratio"])
-    assert {r["attack"] for r in summary["rows"]} == {"ours-l3-o1-hps", "randga"}
+    assert {r["attack"] for r in summary["rows"]} == {"ours-l3-implicit-hps", "randga"}
+    ours = [r for r in stored if r["attack"] == "ours-l3-implicit-hps"]
+    assert all(r["order"] == 2 and 0 <= r["cg_residual"] < 1e-8 for r in ours)
+
+
+def test_implicit_attack_needs_the_transfer_setting(tmp_path: Path) -> None:
+    plain = {k: v for k, v in RAW.items() if k != "transfer"}
+    config = validate_config({**plain, "n_victims": 1,
+                              "attacks": [{"name": "ours", "implicit_steps": 2}]})
+    with pytest.raises(ConfigError, match="implicit_steps needs the transfer setting"):
+        run(config, tmp_path / "out", tmp_path / "store")
+    # an attack config without the option dumps (and keys) as before
+    assert "implicit_steps" not in validate_config(plain).attacks[0].model_dump()
 
 
 def test_config_errors_name_the_field() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -43,6 +44,9 @@ class AttackContext:
     # per-point penalised training loss in trainable-parameter (flat_grad) order; when set,
     # the second-order update solves with it by Cholesky instead of CG on HVPs
     exact_hessian: Callable[[], torch.Tensor] | None = None
+    # transfer setting: cpoison.transfer.attack.TransferAttackData (the extractor, D^tr's
+    # features, the head's penalty) for the implicit-gradient attack; None otherwise
+    transfer: Any = None
 
     @property
     def num_classes(self) -> int:

@@ -49,6 +49,7 @@ from cpoison.experiments.config import ExperimentConfig, HeadConfig, ModelSpec
 from cpoison.experiments.evaluation import EvalViews, ModelEval, rscp_sets
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
+from cpoison.transfer.attack import TransferAttackData
 from cpoison.transfer.full_cp import FullConformal, SubsetTooLargeError, select_subset
 from cpoison.transfer.head import (
     F64,
@@ -308,6 +309,9 @@ def adjust_context(ws: Workspace, config: ExperimentConfig, ctx: AttackContext,
             return head_hessian(xa, theta, lam)[perm][:, perm] / xa.shape[0]
 
         changes["exact_hessian"] = exact_hessian
+        changes["transfer"] = TransferAttackData(
+            surrogate.extractor, feats, ws.dataset.train_labels[ws.split.attacker_train],  # type: ignore[arg-type]
+            ws.split.attacker_train, lam, ws.dataset.num_classes)
     if tc.conformal == "full":
         ids = ws.split.attacker_train
         size = tc.full_cp.subset_size
