@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from cpoison.attacks.alignment import CraftingConfig, align_poisons
