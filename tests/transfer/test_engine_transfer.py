@@ -255,3 +255,25 @@ def test_head_that_does_not_converge_says_so_with_the_gradient_norm(tmp_path: Pa
     with pytest.raises(HeadConvergenceError,
                        match=r"benign head r0 v0 .*per-point gradient norm .* > tolerance"):
         run(config, tmp_path / "out", tmp_path / "store")
+
+
+def test_white_box_mlp_head_and_rscp_through_the_extractor(tmp_path: Path) -> None:
+    """White-box replacement poisons, the optional MLP head and RSCP (smoothing the
+    extractor + head as one module) in the transfer setting."""
+    clear_caches()
+    config = validate_config(raw(
+        setting="white-box", scores=["hps", "rscp"], n_victims=1,
+        attacks=[RAW["attacks"][0], {"name": "randun"}],
+        transfer={**RAW["transfer"], "head": {"kind": "mlp", "hidden": 8, "lam": 1.0},
+                  "surrogate_head": {"kind": "mlp", "hidden": 8}}))
+    run(config, tmp_path / "out", tmp_path / "store")
+    stored = stored_rows(tmp_path / "out")
+    split = json.loads(next((tmp_path / "out" / "splits").glob("*.json")).read_text())
+    assert [(r["attack"], r["score"]) for r in stored] == [
+        ("ours-l3-o1-hps", "hps"), ("ours-l3-o1-hps", "rscp"), ("randun", "hps"),
+        ("randun", "rscp")]
+    for r in stored:
+        assert r["setting"] == "white-box" and r["head"] == "mlp"
+        # replacement: the victim's training set keeps its size
+        assert r["victim_train_size"] == round(0.9 * len(split["victim_train"]))
+        assert 0 <= r["coverage_victim"] <= 1 and r["benign_set_size"] >= 0
