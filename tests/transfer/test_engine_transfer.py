@@ -175,6 +175,14 @@ def test_keys_follow_what_determines_them(tmp_path: Path) -> None:
     for change in ({"transfer__head": {"lam": 2.0}}, {"transfer__victim_subsample": 0.8}):
         moved = keys_of(raw(**change), tmp_path)
         assert [moved[k] == base[k] for k in base] == [True, True, True, False, False], change
+    full = {"conformal": "full", "full_cp": {"subset_size": 100, "eval_size": 20}}
+    full_base = keys_of(raw(transfer={**RAW["transfer"], **full}), tmp_path)
+    for change, poisons_move in (({"method": "exact"}, False), ({"eval_size": 30}, False),
+                                 ({"subset_size": 120}, True)):
+        moved = keys_of(raw(transfer={**RAW["transfer"], **full, "full_cp": {
+            **full["full_cp"], **change}}), tmp_path)
+        assert (moved["poisons"] != full_base["poisons"]) == poisons_move, change
+        assert moved["cell"] != full_base["cell"] and moved["extractor"] == base["extractor"]
     attacker = keys_of(raw(transfer__surrogate_head={"lam": 2.0}), tmp_path)
     assert [attacker[k] == base[k] for k in base] == [True, False, False, True, False]
     # from-scratch configs dump (and hash) exactly as before: no transfer key at all

@@ -47,10 +47,16 @@ def crafting_fields(config: ExperimentConfig) -> dict[str, Any]:
     if config.surrogate is not None and config.surrogate.weights:
         fields["surrogate"]["weights"] = keys.file_digest(config.surrogate.weights)
     if config.transfer is not None:
-        # the victims' head, their subsample and their full-CP settings do not shape
-        # crafting; the extractor and the attacker's head are in the surrogate's key
-        for name in ("head", "victim_subsample", "full_cp"):
-            fields["transfer"].pop(name, None)
+        # the victims' head, their subsample and their full-CP method and evaluation sample
+        # do not shape crafting (the extractor and the attacker's head are in the
+        # surrogate's key); under full CP the subset size does (the attacker's loss uses
+        # that many of its training points' scores)
+        tf = fields["transfer"]
+        for name in ("head", "victim_subsample"):
+            tf.pop(name, None)
+        full_cp = tf.pop("full_cp", None)
+        if config.transfer.conformal == "full" and full_cp is not None:
+            tf["attacker_subset_size"] = full_cp["subset_size"]
     if config.goal.kind in GOAL_PROTOCOL:
         fields["goal_protocol"] = GOAL_PROTOCOL[config.goal.kind]
     return fields
