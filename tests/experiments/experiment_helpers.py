@@ -91,15 +91,17 @@ def comparable(value: Any) -> Any:
 
 def stored_rows(out: Path) -> list[dict[str, Any]]:
     """Every per-victim row of ``out/results.sqlite`` (read with plain sqlite3), in
-    (repeat, attack, victim, score) order, with that key added."""
+    (repeat, attack, victim, score, grid values) order, with that key added."""
     conn = sqlite3.connect(out / "results.sqlite")
     try:
         cur = conn.execute("SELECT rows FROM cells")
         rows = [row for (data,) in cur.fetchall() for row in json.loads(data)]
     finally:
         conn.close()
-    for row in rows:
-        row["_key"] = [row["repeat"], row["attack"], row["victim"], row["score"]]
+    for row in rows:  # a grid point's values (budget, eps, alpha) keep the order total
+        row["_key"] = [row["repeat"], row["attack"], row["victim"], row["score"],
+                       row.get("budget"), row.get("eps"), row.get("alpha"),
+                       str(row.get("defense"))]
     return sorted(rows, key=lambda r: r["_key"])
 
 

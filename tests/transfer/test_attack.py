@@ -121,3 +121,32 @@ def test_crafted_poisons_shrink_full_cp_sets_of_fresh_victims_more_than_randun(s
             assert min(rep.poisoned_coverage) >= 1 - ALPHA - 0.02
             sizes[name] += rep.mean_poisoned_size
     assert sizes["ours"] < sizes["randun"]
+
+
+def test_implicit_attack_lowers_the_loss_at_the_refitted_head(setup):
+    """craft_implicit (the exact implicit gradient at the head refitted on D^tr + poisons)
+    lowers the HPS l2 of Eq. 7 at the refitted head below the clean bases' and RandUn's,
+    records its Cholesky residual, and stays eps-bounded and in [0, 1]."""
+    from cpoison.transfer.attack import TransferAttackData, craft_implicit
+
+    d, ax, ay, head = setup
+    tid, _, bids = targets_and_bases(d, head, 3)
+    tf, tl = d.test_features[tid].double(), d.test_labels[tid]
+    data = TransferAttackData(d.extractor, ax.double(), ay, d.attacker_ids, LAM, K)
+    bases = d.images[bids].float() / 255
+    poisons = craft_implicit(data, bases, d.labels[bids], bids, ax.double(), ay, tf, tl, True,
+                             "hps", Goal(), ALPHA, EPS, "l2", 0.0, steps=6, lr=0.3, seed=0)
+    assert poisons.linf <= EPS + 1e-6 and float((bases + poisons.delta).min()) >= 0
+    assert poisons.meta["cg_residual"] < 1e-8
+    assert len(poisons.meta["implicit_losses"]) == 7
+
+    def refit_loss(p: PoisonSet) -> float:
+        px = poison_features(d.extractor, d.images, p).double()
+        refit = fit_head(torch.cat([ax.double(), px]), torch.cat([ay, d.labels[bids]]), K, LAM)
+        return head_target_direction(refit, ax, ay, tf, tl, "hps", Goal(), ALPHA, "l2")[1][
+            "l2_surrogate"]
+
+    clean = refit_loss(PoisonSet(bids, torch.zeros_like(poisons.delta), True))
+    ours, noise = refit_loss(poisons), refit_loss(randun(d, bids))
+    assert abs(ours - poisons.meta["l2_refit"]) < 1e-6 * max(1.0, abs(ours))
+    assert ours < clean and ours < noise

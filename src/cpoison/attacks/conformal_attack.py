@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from cpoison.attacks.alignment import CraftingConfig, align_poisons
 from cpoison.attacks.base import Attack
@@ -57,6 +57,17 @@ class ConformalAttackConfig(BaseModel):
     cg_iterations: int = Field(10, ge=1)
     hessian_samples: int = Field(512, ge=1, description="D^tr images for the Hessian")
     crafting: CraftingConfig = CraftingConfig()
+    implicit_steps: int = Field(
+        0, ge=0, description="transfer setting, logistic surrogate head: optimise the poisons "
+        "by the exact implicit gradient of the loss at the head refitted on D^tr + poisons, "
+        "this many steps (cpoison.transfer.attack.craft_implicit); 0: gradient alignment")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("implicit_steps") == 0:
+            data.pop("implicit_steps")  # configs without it dump (and key) as before
+        return data  # type: ignore[no-any-return]
 
 
 def build_scorer(score: str, seed: int, rscp_samples: int) -> Scorer:
@@ -107,7 +118,19 @@ class ConformalAttack(Attack):
         rho = cfg.rho if cfg.loss == "l3" else 0.0
         g, _ = worst_case_gradient(model, loss_fn, rho)
         facts: dict[str, float] = {"l2_surrogate": l2_value}
-        if cfg.order == 2:
+        if cfg.order == 2 and ctx.exact_hessian is not None:
+            # transfer setting: the head's exact Hessian (small), damped, solved by Cholesky
+            start = time.perf_counter()
+            h = ctx.exact_hessian().to(g.device, torch.float64)
+            h.diagonal().add_(cfg.damping)
+            g64 = g.detach().to(torch.float64)
+            s = torch.cholesky_solve(g64[:, None], torch.linalg.cholesky(h))[:, 0]
+            residual = float((h @ s - g64).norm() / g64.norm().clamp_min(1e-300))
+            facts.update(cg_residual=residual, cg_iterations=0.0, hessian_exact=1.0,
+                         hessian_seconds=time.perf_counter() - start)
+            log.info("second order (exact head Hessian, Cholesky): residual %.3g", residual)
+            g = s.to(g.dtype)
+        elif cfg.order == 2:
             start = time.perf_counter()
             gen = make_generator(derive_seed(ctx.seed, "hessian"))
             pick = torch.randperm(ctx.train_x.shape[0], generator=gen)[: cfg.hessian_samples]
@@ -126,6 +149,8 @@ class ConformalAttack(Attack):
         return g.detach(), facts
 
     def craft(self, ctx: AttackContext) -> PoisonSet:
+        if self.config.implicit_steps:
+            return self.craft_implicit(ctx)
         direction, facts = self.target_direction(ctx)
         result = align_poisons(
             ctx.surrogate, ctx.bases, ctx.base_labels, direction, ctx.eps,
@@ -135,3 +160,27 @@ class ConformalAttack(Attack):
         meta = {"attack": self.name, "alignment_loss": result.loss,
                 "restart_losses": result.losses, **facts}
         return PoisonSet(ctx.base_ids, result.delta.cpu(), ctx.inject, meta)
+
+    def craft_implicit(self, ctx: AttackContext) -> PoisonSet:
+        """The transfer setting's implicit-gradient attack (exact for the convex head)."""
+        from cpoison.errors import ConfigError
+        from cpoison.transfer.attack import craft_implicit
+
+        cfg = self.config
+        if ctx.transfer is None:
+            raise ConfigError("attack option implicit_steps needs the transfer setting with a "
+                              "logistic surrogate head (transfer.surrogate_head.kind: logistic)")
+        if cfg.score.lower() in ("rscp", "nll"):
+            raise ConfigError(f"implicit_steps supports the scores hps, aps and raps inside the "
+                              f"loss, got {cfg.score!r}")
+        ext = ctx.transfer.extractor
+        with torch.no_grad():
+            cal_f = ext.features(ctx.cal_x).double()
+            target_f = ext.features(ctx.target_x).double()
+        poisons = craft_implicit(
+            ctx.transfer, ctx.bases, ctx.base_labels, ctx.base_ids, cal_f, ctx.cal_y,
+            target_f, ctx.target_y, ctx.inject, cfg.score, ctx.goal, ctx.alpha, ctx.eps,
+            cfg.loss, cfg.rho if cfg.loss == "l3" else 0.0, cfg.implicit_steps,
+            cfg.crafting.lr, derive_seed(ctx.seed, "implicit"))
+        poisons.meta["attack"] = self.name
+        return poisons

@@ -3,7 +3,9 @@ calibration fold, the targets and the attacker's training fold (for curvature)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -38,6 +40,13 @@ class AttackContext:
     device: torch.device
     progress: bool = True
     surrogate_epochs: int | None = None  # length of the surrogate's training run
+    # transfer setting (SPEC 5.2): the exact Hessian [P, P] of the surrogate head's
+    # per-point penalised training loss in trainable-parameter (flat_grad) order; when set,
+    # the second-order update solves with it by Cholesky instead of CG on HVPs
+    exact_hessian: Callable[[], torch.Tensor] | None = None
+    # transfer setting: cpoison.transfer.attack.TransferAttackData (the extractor, D^tr's
+    # features, the head's penalty) for the implicit-gradient attack; None otherwise
+    transfer: Any = None
 
     @property
     def num_classes(self) -> int:

@@ -33,6 +33,8 @@ def attack_label(config: AnyAttackConfig) -> str:
     if config.label:
         return config.label
     if isinstance(config, ConformalAttackConfig):
+        if config.implicit_steps:
+            return f"ours-{config.loss}-implicit-{config.score}"
         return f"ours-{config.loss}-o{config.order}-{config.score}"
     return config.name
 
@@ -42,8 +44,8 @@ def objective_facts(config: AnyAttackConfig) -> tuple[str | None, int | None, st
     order and score of the paper's attack; "metapoison" (l2 through a K-step unroll, no
     order, its score) and "misclassification" (first-order alignment, no conformal score)
     for the comparators; None for the random baselines."""
-    if isinstance(config, ConformalAttackConfig):
-        return config.loss, config.order, config.score
+    if isinstance(config, ConformalAttackConfig):  # implicit: exact Hessian, second order
+        return config.loss, 2 if config.implicit_steps else config.order, config.score
     if isinstance(config, MetaPoisonConfig):
         return "metapoison", None, config.score
     if isinstance(config, MisclassificationConfig):

@@ -34,9 +34,10 @@ class RoleSplit:
     victim_cal: torch.Tensor
     setting: str
     seed: int
+    public: torch.Tensor | None = None  # transfer setting: the extractor's pretraining data
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "setting": self.setting,
             "seed": self.seed,
             **{
@@ -44,14 +45,18 @@ class RoleSplit:
                 for k in ("attacker_train", "attacker_cal", "victim_train", "victim_cal")
             },
         }
+        if self.public is not None:
+            out["public"] = self.public.tolist()
+        return out
 
     def fingerprint(self) -> str:
         """Short hash of the recorded indices."""
         from cpoison.engine.keys import tensor_digest
 
-        return tensor_digest(
-            self.attacker_train, self.attacker_cal, self.victim_train, self.victim_cal
-        ) + ("-wb" if self.setting == "white-box" else "")
+        roles = [self.attacker_train, self.attacker_cal, self.victim_train, self.victim_cal]
+        if self.public is not None:
+            roles.append(self.public)
+        return tensor_digest(*roles) + ("-wb" if self.setting == "white-box" else "")
 
     def save(self, path: str) -> None:
         from cpoison.io import atomic_write_text
@@ -67,13 +72,33 @@ def make_split(
     victim_cal_fraction: float = 0.1,
     attacker_cal_fraction: float = 0.1,
     setting: Setting = "black-box",
+    public_fraction: float | None = None,
 ) -> RoleSplit:
     """Draw the roles from a pool of ``pool_size`` training examples.
 
     Black-box: attacker and victim data are disjoint; by default each gets half the pool.
     White-box: the attacker's training fold is the victim training set; the attacker's
     calibration fold is drawn from the rest of the pool.
+
+    ``public_fraction`` (transfer setting, SPEC 2): that share of the pool is first set
+    aside as the *public* role (the feature extractor's pretraining data), drawn with
+    ``derive_seed(seed, "public")``; the other roles are then drawn as above from the rest
+    of the pool (the default halves are halves of the rest), so the public role is disjoint
+    from attacker and victim data. ``None`` (default) gives exactly the split without it.
     """
+    if public_fraction is not None:
+        if not 0 < public_fraction < 1:
+            raise ConfigError(f"transfer.public_fraction must be in (0, 1), got "
+                              f"{public_fraction}")
+        n_public = max(1, round(pool_size * public_fraction))
+        perm = torch.randperm(pool_size,
+                              generator=make_generator(derive_seed(seed, "public")))
+        public, rest = perm[:n_public].sort().values, perm[n_public:].sort().values
+        inner = make_split(rest.numel(), seed, victim_size, attacker_size, victim_cal_fraction,
+                           attacker_cal_fraction, setting)
+        return RoleSplit(rest[inner.attacker_train], rest[inner.attacker_cal],
+                         rest[inner.victim_train], rest[inner.victim_cal], setting, seed,
+                         public)
     if setting not in ("black-box", "white-box"):
         raise ConfigError(f"setting must be 'black-box' or 'white-box', got {setting!r}")
     for name, frac in (("victim_cal_fraction", victim_cal_fraction),

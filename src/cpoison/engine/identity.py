@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cpoison.engine import keys
-from cpoison.experiments import protocol
+from cpoison.experiments import protocol, transfer_protocol
 from cpoison.experiments.config import ExperimentConfig, is_user_dataset
 from cpoison.experiments.workspace import Workspace
 
@@ -30,6 +30,8 @@ def split_key(ws: Workspace) -> str:
 
 
 def surrogate_key(ws: Workspace, config: ExperimentConfig, repeat: int) -> str:
+    if config.transfer is not None:  # the attacker's head on the extractor's features
+        return transfer_protocol.surrogate_key(ws, config, repeat)
     data, seed = protocol.surrogate_data(ws, config, repeat)
     return ws.model_key(data, seed, config.surrogate)
 
@@ -44,6 +46,17 @@ def crafting_fields(config: ExperimentConfig) -> dict[str, Any]:
         fields["dataset"] = "user"
     if config.surrogate is not None and config.surrogate.weights:
         fields["surrogate"]["weights"] = keys.file_digest(config.surrogate.weights)
+    if config.transfer is not None:
+        # the victims' head, their subsample and their full-CP method and evaluation sample
+        # do not shape crafting (the extractor and the attacker's head are in the
+        # surrogate's key); under full CP the subset size does (the attacker's loss uses
+        # that many of its training points' scores)
+        tf = fields["transfer"]
+        for name in ("head", "victim_subsample"):
+            tf.pop(name, None)
+        full_cp = tf.pop("full_cp", None)
+        if config.transfer.conformal == "full" and full_cp is not None:
+            tf["attacker_subset_size"] = full_cp["subset_size"]
     if config.goal.kind in GOAL_PROTOCOL:
         fields["goal_protocol"] = GOAL_PROTOCOL[config.goal.kind]
     return fields
@@ -66,7 +79,10 @@ def defense_key(config: ExperimentConfig) -> Any:
 def benign_key(ws: Workspace, config: ExperimentConfig, repeat: int, victim: int) -> str:
     """Key of benign victim ``victim``: with no defense, its model's key; under a defense,
     the same fields plus the defense's settings (the key of the model a training-hook
-    defense trains, and of the victim record ``victims/<key>.json`` every defense stores)."""
+    defense trains, and of the victim record ``victims/<key>.json`` every defense stores);
+    in the transfer setting, the key of its head."""
+    if config.transfer is not None:
+        return transfer_protocol.benign_key(ws, config, repeat, victim)
     seed, _ = protocol.victim_seeds(config, repeat, victim)
     return ws.model_key(protocol.benign_data(ws), seed, config.victim,
                         defense=defense_key(config))
@@ -75,7 +91,7 @@ def benign_key(ws: Workspace, config: ExperimentConfig, repeat: int, victim: int
 def benign_stored(ws: Workspace, config: ExperimentConfig, key: str) -> bool:
     """Whether the benign victim of ``key`` is in the store (its model, or under a defense
     its victim record)."""
-    if defense_key(config) is None:
+    if defense_key(config) is None or config.transfer is not None:
         return ws.store.has_model(key)
     return ws.store.exists("victims", key, ".json")
 
@@ -83,6 +99,18 @@ def benign_stored(ws: Workspace, config: ExperimentConfig, key: str) -> bool:
 def cell_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int,
              victim: int) -> str:
     _, eval_seed = protocol.victim_seeds(config, repeat, victim)
+    if config.transfer is not None:
+        tc = config.transfer
+        return keys.cell_key(
+            poisons=poisons_key(ws, config, repeat, attack_index),
+            benign=benign_key(ws, config, repeat, victim),
+            victim={"transfer_head": tc.head, "victim_subsample": tc.victim_subsample},
+            evaluation={"scores": list(config.scores), "alpha": config.alpha,
+                        "seed": eval_seed, "conformal": tc.conformal,
+                        "full_cp": tc.full_cp if tc.conformal == "full" else None,
+                        "rscp_samples": ws.preset.rscp_samples if "rscp" in config.scores
+                        else None},
+        )
     return keys.cell_key(
         poisons=poisons_key(ws, config, repeat, attack_index),
         benign=benign_key(ws, config, repeat, victim),

@@ -80,9 +80,13 @@ def dataset_digest(dataset: Any) -> str:
 
 
 def split_digest(split: Any) -> str:
-    """Digest of a role split's recorded indices and setting."""
+    """Digest of a role split's recorded indices and setting (and of the transfer
+    setting's public role when there is one; splits without it keep their digest)."""
+    extra = {} if getattr(split, "public", None) is None else {
+        "public": tensor_digest(split.public)}
     return digest(setting=split.setting, indices=tensor_digest(
-        split.attacker_train, split.attacker_cal, split.victim_train, split.victim_cal))
+        split.attacker_train, split.attacker_cal, split.victim_train, split.victim_cal),
+        **extra)
 
 
 def model_key(
@@ -148,6 +152,27 @@ def poisons_key(*, surrogate: str, crafting: dict[str, Any], attack: Any, repeat
     settings and the repeat's seed."""
     return digest(kind="poisons", surrogate=surrogate, crafting=crafting, attack=attack,
                   repeat_seed=repeat_seed, device=device_type)
+
+
+def features_key(*, extractor: str, train_ids: torch.Tensor, dataset: str,
+                 device_type: str) -> str:
+    """Key of the clean features of one extractor (transfer setting, SPEC 2): the
+    extractor's model key, the dataset digest and the train-pool ids they cover (the test
+    set is always covered whole)."""
+    return digest(kind="features", extractor=extractor, dataset=dataset,
+                  ids=tensor_digest(train_ids), device=device_type)
+
+
+def head_key(*, extractor: str, indices: torch.Tensor, poison_ids: torch.Tensor | None,
+             poison_delta: torch.Tensor | None, head: Any, seed: int | None,
+             device_type: str) -> str:
+    """Key of a head fitted on frozen features (transfer setting: the attacker's head, a
+    benign victim's): the extractor's key (which holds the dataset digest and the public
+    ids), the training indices, the poisons' digest, the head's settings (kind, penalty,
+    width, tolerance) and its seed (``None`` for the deterministic convex head)."""
+    return digest(kind="head", extractor=extractor, indices=tensor_digest(indices),
+                  poisons=tensor_digest(poison_ids, poison_delta), head=head, seed=seed,
+                  device=device_type)
 
 
 def cell_key(*, poisons: str, benign: str, victim: dict[str, Any],

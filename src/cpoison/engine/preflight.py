@@ -73,6 +73,10 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
         raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the {owner} "
                           f"pool has only {pool.numel()} images{where}")
     check_defense(ws, point, where)
+    if config.transfer is not None:
+        from cpoison.experiments.transfer_protocol import check_sizes
+
+        check_sizes(ws, config, where)
 
 
 def check_defense(ws: Workspace, point: GridPoint, where: str = "") -> None:

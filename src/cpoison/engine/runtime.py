@@ -65,18 +65,23 @@ def workspace_for(opts: RunOptions, config: ExperimentConfig) -> Workspace:
     """The workspace of ``config``'s dataset, preset, split seed and setting (cached)."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    key = (opts, config.dataset, config.data, config.preset, config.seed, config.setting)
+    public = config.transfer.public_fraction if config.transfer is not None else None
+    key = (opts, config.dataset, config.data, config.preset, config.seed, config.setting,
+           public)
     if key not in _WORKSPACES:
         dataset = dataset_for(config, opts.data_root)
         preset = get_preset(config.dataset, config.preset)
         _WORKSPACES[key] = Workspace.for_dataset(
             dataset, preset, ArtifactStore(opts.store), get_device(opts.device),
             seed=config.seed, setting=config.setting, progress=opts.progress,
-            any_device=opts.any_device)
+            any_device=opts.any_device, public_fraction=public)
     return _WORKSPACES[key]
 
 
 def clear_caches() -> None:
     """Forget loaded datasets and workspaces (tests; a long-lived process between runs)."""
+    from cpoison.experiments.transfer_protocol import clear_caches as clear_transfer
+
     _DATASETS.clear()
     _WORKSPACES.clear()
+    clear_transfer()

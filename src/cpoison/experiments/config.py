@@ -173,6 +173,81 @@ class UserDataConfig(BaseModel):
     test_fraction: float = Field(0.2, gt=0, lt=1)
 
 
+class HeadConfig(BaseModel):
+    """A head on frozen features (transfer setting, SPEC 2): ``logistic`` (default), the
+    L2-penalised multinomial logistic regression fitted to convergence by Newton's method
+    (:func:`cpoison.transfer.fit_head`; strictly convex, so full CP and the exact-Hessian
+    second order apply), or ``mlp`` (``Linear -> Tanh -> Linear`` of ``hidden`` units,
+    L-BFGS from a seeded start, :func:`cpoison.transfer.fit_mlp_head`). ``lam``: the L2
+    penalty of the sum-form objective; ``tol``: the per-point gradient-norm tolerance;
+    ``max_iter``: Newton iterations (L-BFGS iterations per round for ``mlp``); ``tol``
+    unset: 1e-9 for ``logistic``, 1e-6 for ``mlp``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["logistic", "mlp"] = "logistic"
+    lam: float = Field(1.0, gt=0)
+    hidden: int = Field(64, ge=1)
+    tol: float | None = Field(None, gt=0)
+    max_iter: int = Field(100, ge=1)
+
+    def tolerance(self) -> float:
+        """``tol``, or the kind's default."""
+        return self.tol if self.tol is not None else (1e-9 if self.kind == "logistic" else 1e-6)
+
+
+class FullCPConfig(BaseModel):
+    """Full CP of the victims (SPEC 3.5): ``method`` exact (warm-started refits) or
+    influence (one Newton step); ``subset_size`` training points of each victim (seeded;
+    ``null`` for all of them; more than the victim has is an error); ``eval_size``
+    evaluation-set images (seeded) whose coverage is reported (full CP costs
+    ``n x K x |test|``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["exact", "influence"] = "influence"
+    subset_size: int | None = Field(2000, ge=1)
+    eval_size: int = Field(500, ge=1)
+
+
+class TransferConfig(BaseModel):
+    """The transfer setting (SPEC 2, paper Sec. 4): a feature extractor of architecture
+    ``extractor`` (default: the preset's model) is pretrained once on ``public_fraction`` of
+    the train pool (a role of its own, disjoint from attacker and victim data), frozen, and
+    known to both sides. The attacker fits ``surrogate_head`` on the features of D^tr and
+    crafts input-space poisons through the extractor; each victim fits ``head`` on the
+    features of ``victim_subsample`` of the victim training set (a seeded subset per victim,
+    so the J victims differ; 1.0: all of it; the budget stays #poisons / |victim train|)
+    plus the poisons' features.
+
+    ``conformal``: ``split`` (the victims calibrate on their calibration set, SPEC 3.2) or
+    ``full`` (full CP of the victims' heads, SPEC 3.5, with ``full_cp``'s settings; the attack
+    then uses the attacker's training points' scores in the role of the calibration scores,
+    Eq. 7). A grid may vary any of these by dotted key (``transfer.head.lam``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_fraction: float = Field(0.2, gt=0, lt=1)
+    extractor: ModelSpec | None = None
+    head: HeadConfig = HeadConfig()
+    surrogate_head: HeadConfig = HeadConfig()
+    victim_subsample: float = Field(0.9, gt=0, le=1)
+    conformal: Literal["split", "full"] = "split"
+    full_cp: FullCPConfig = FullCPConfig()
+
+    @field_validator("extractor", mode="before")
+    @classmethod
+    def _spec(cls, value: Any) -> Any:
+        return _model_spec(value)
+
+    @model_validator(mode="after")
+    def _full_needs_convex(self) -> TransferConfig:
+        if self.conformal == "full" and self.head.kind != "logistic":
+            raise ValueError("full CP (transfer.conformal: full) needs the convex head "
+                             "(transfer.head.kind: logistic); the MLP head is not convex")
+        return self
+
+
 # Poison bases by goal (SPEC 2, 4.1) when the config does not set ``poison_class``: images of
 # the target class with their own label can only raise p(y*), so unequal coverage takes its
 # bases from the other classes and add-label from the label to add (measured cos(G(delta), g)
@@ -198,6 +273,9 @@ class ExperimentConfig(BaseModel):
                         "a user's data (SPEC 12)")
     seed: int = 0
     setting: Literal["black-box", "white-box"] = "black-box"
+    transfer: TransferConfig | None = Field(
+        None, description="the transfer setting (SPEC 2): frozen pretrained extractor, "
+        "victims fit a head; unset: from-scratch training")
     surrogate: ModelSpec | None = Field(
         None, description="attacker architecture and arguments (default: the preset's)")
     victim: ModelSpec | None = Field(
@@ -284,6 +362,32 @@ class ExperimentConfig(BaseModel):
             if not values:
                 raise ValueError(f"grid key {key!r} has an empty list of values")
         return value
+
+    @model_validator(mode="after")
+    def _transfer(self) -> ExperimentConfig:
+        """In the transfer setting the models are the extractor and the heads: ``surrogate``
+        / ``victim`` / weights and defenses do not apply (one message each)."""
+        if self.transfer is None:
+            return self
+        for name in ("surrogate", "victim"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}: the transfer setting has no {name} architecture; "
+                                 f"set transfer.extractor (and transfer."
+                                 f"{'surrogate_head' if name == 'surrogate' else 'head'})")
+        if self.defense.name != "none":
+            raise ValueError(f"defense {self.defense.name!r} is not supported in the transfer "
+                             "setting (victims fit a head on frozen features)")
+        if self.transfer.conformal == "full" and "rscp" in self.scores:
+            raise ValueError("scores: RSCP has no full-CP form; drop 'rscp' or use "
+                             "transfer.conformal: split")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("transfer", 0) is None:
+            data.pop("transfer")  # from-scratch configs dump (and hash) as before
+        return data  # type: ignore[no-any-return]
 
     @model_validator(mode="after")
     def _attack_scores(self) -> ExperimentConfig:

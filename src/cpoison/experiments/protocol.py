@@ -25,6 +25,7 @@ from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
 from cpoison.defenses import DefenseOutcome, build_defense
 from cpoison.errors import ConfigError, DataError
+from cpoison.experiments import transfer_protocol
 from cpoison.experiments.config import ExperimentConfig
 from cpoison.experiments.defended import defense_facts, fit_victim
 from cpoison.experiments.evaluation import EvalViews, evaluate_victim
@@ -210,7 +211,10 @@ def surrogate_data(ws: Workspace, config: ExperimentConfig, repeat: int) -> tupl
 
 
 def train_surrogate(ws: Workspace, config: ExperimentConfig, repeat: int) -> torch.nn.Module:
-    """Train (or load) the repeat's surrogate, of the attacker's architecture."""
+    """Train (or load) the repeat's surrogate, of the attacker's architecture (transfer
+    setting: the frozen extractor + the attacker's head, :mod:`transfer_protocol`)."""
+    if config.transfer is not None:
+        return transfer_protocol.train_surrogate(ws, config, repeat)
     data, seed = surrogate_data(ws, config, repeat)
     return ws.train(data, seed, desc=f"surrogate r{repeat}", spec=config.surrogate)
 
@@ -253,6 +257,8 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
         goal=config.goal, alpha=config.alpha, eps=config.eps, seed=seed, device=dev,
         progress=ws.progress, surrogate_epochs=ws.preset.recipe.epochs,
     )
+    if config.transfer is not None:
+        ctx = transfer_protocol.adjust_context(ws, config, ctx, surrogate)
     return RepeatSetup(repeat, seed, target_class, views, ctx)
 
 
@@ -310,7 +316,11 @@ def benign_data(ws: Workspace) -> Any:
 def benign_victim(ws: Workspace, config: ExperimentConfig, repeat: int,
                   victim: int) -> DefenseOutcome:
     """Train (or load) benign victim ``victim`` of the repeat, under the config's defense
-    (SPEC 7; ``outcome.models[0]`` is the model when there is none)."""
+    (SPEC 7; ``outcome.models[0]`` is the model when there is none; in the transfer
+    setting the victim's head)."""
+    if config.transfer is not None:
+        head, facts = transfer_protocol.benign_victim(ws, config, repeat, victim)
+        return DefenseOutcome([head], torch.zeros(0, dtype=torch.long), dict(facts))
     seed, _ = victim_seeds(config, repeat, victim)
     return fit_victim(ws, config, benign_data(ws), seed, desc=f"benign r{repeat} v{victim}")
 
@@ -322,7 +332,11 @@ def evaluate_cell(
     """One cell of SPEC 6 step 3-4: the benign victim and its poisoned twin (same initial
     weights and data order, same defense: SPEC 7), calibrated with every score; one row per
     score (a score the defense cannot run, RSCP under RPS, gets a row marked
-    ``unsupported`` without figures)."""
+    ``unsupported`` without figures). The transfer setting evaluates heads on frozen
+    features (:func:`transfer_protocol.evaluate_cell`)."""
+    if config.transfer is not None:
+        return transfer_protocol.evaluate_cell(ws, config, repeat, attack_index, victim,
+                                               poisons)
     poisons.check_ids(ws.dataset.train_labels.numel())
     views = views_of(ws, poisons)
     seed, eval_seed = victim_seeds(config, repeat, victim)

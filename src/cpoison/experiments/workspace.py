@@ -59,13 +59,15 @@ class Workspace:
     def for_dataset(
         cls, dataset: ImageDataset, preset: Preset, store: ArtifactStore, device: torch.device,
         seed: int = 0, setting: str = "black-box", progress: bool = True,
-        any_device: bool = False,
+        any_device: bool = False, public_fraction: float | None = None,
     ) -> Workspace:
         """The workspace of ``preset`` on a loaded ``dataset``, with the SPEC 2 role split
-        drawn from ``seed`` for ``setting``."""
+        drawn from ``seed`` for ``setting`` (with a public role of ``public_fraction`` of
+        the pool in the transfer setting)."""
         split = make_split(
             dataset.train_labels.numel(), seed, victim_size=preset.victim_size,
             attacker_size=preset.attacker_size, setting=setting,  # type: ignore[arg-type]
+            public_fraction=public_fraction,
         )
         return cls(dataset, preset, split, device, store, progress, any_device)
 
