@@ -139,8 +139,8 @@ def _parser() -> argparse.ArgumentParser:
                    "no test split (default 0.2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--defense", dest="defenses", action="append", default=None,
-                   metavar="NAME", help="run under this defense too (repeatable; only where "
-                   "this cpoison's configs have a 'defense' field)")
+                   metavar="NAME", help="run under this defense too (repeatable: --defense none "
+                   "--defense deep_knn compares them)")
     _add_common(p)
     _add_executor(p)
 

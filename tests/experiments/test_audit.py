@@ -17,7 +17,6 @@ from PIL import Image
 import cpoison
 from cpoison.cli import main
 from cpoison.data import load_dataset
-from cpoison.experiments.config import ExperimentConfig
 
 HERE = Path(__file__).resolve().parent
 CLASSES = (0, 1, 2, 3)
@@ -202,8 +201,17 @@ def test_bad_weights_and_out(image_folder: Path, tmp_path: Path, capsys) -> None
     assert "is a file" in _bad(["--out", str(blocker)], image_folder, tmp_path, capsys)
 
 
-def test_defense_flag_needs_a_defense_field(image_folder: Path, tmp_path: Path,
-                                            capsys) -> None:
-    if "defense" in ExperimentConfig.model_fields:
-        pytest.skip("this cpoison runs defenses inside experiments")
-    assert "no defense" in _bad(["--defense", "epic"], image_folder, tmp_path, capsys)
+def test_an_audit_compares_defenses(image_folder: Path, tmp_path: Path, capsys) -> None:
+    """``--defense none --defense deep_knn``: both run as a grid and the summary answers
+    "which defense helps?" with each defense's mean effect."""
+    argv = ["audit", "--data", str(image_folder), "--model", "user_models:small_mlp",
+            "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), *FAST,
+            "--victims", "1", "--defense", "none", "--defense", "deep_knn"]
+    with one_thread():
+        assert main(argv) == 0
+    text = (tmp_path / "out" / "audit.md").read_text()
+    helps = text.split("**Which defense helps?**")[1].split("**How sure")[0]
+    assert "No defense evaluated" not in helps
+    assert "none" in helps and "deep_knn" in helps
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+    assert {r["point"]["defense"] for r in rows} == {"none", "deep_knn"}

@@ -268,7 +268,7 @@ def _defense_text(rows: list[dict[str, Any]], ours_label: str, metric: str) -> s
                                                                              or {})]
     if not values:
         return ("No defense evaluated: this audit trained every victim without a defense. "
-                "(Where this cpoison runs defenses inside experiments, `--defense NAME` "
+                "(`--defense none --defense NAME` "
                 "compares them.)")
     per: dict[str, list[float]] = {}
     for r in values:
