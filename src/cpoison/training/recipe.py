@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Recipe(BaseModel):
-    """How a model is trained. Hashable into the model cache key via ``model_dump``."""
+    """How a model is trained; part of every model key (``cpoison.engine.keys``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

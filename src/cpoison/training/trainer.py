@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the defense seam; imported for type checking only (no cycle
 
 log = logging.getLogger(__name__)
 
-TRAINER_VERSION = 2  # part of model cache keys: bump when training changes its numbers
+TRAINER_VERSION = 2  # part of every model key: bump when training changes its numbers
 
 
 def build_seeded_model(
