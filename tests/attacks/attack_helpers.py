@@ -88,3 +88,14 @@ def ce_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     """sum_p grad_theta CE(f(x_p), y_p) as a flat vector (independent of cpoison)."""
     loss = F.cross_entropy(model(x), y, reduction="sum")
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()))])
+
+
+def relaxed_l2(ctx: AttackContext, score: str) -> float:
+    """The relaxed loss l2 (Eq. 7) of ``ctx`` through ``score`` at the surrogate's weights,
+    with the attack's own fixed uniforms and RSCP noise (4 draws)."""
+    from cpoison.attacks.conformal_attack import build_scorer, loss_data
+
+    scorer = build_scorer(score, ctx.seed, 4)
+    data = loss_data(ctx, scorer, ctx.seed)
+    with torch.no_grad():
+        return float(relaxed_loss(ctx.surrogate, scorer, ctx.goal, data, ctx.alpha))

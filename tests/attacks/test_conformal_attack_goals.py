@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import make_context
+from attack_helpers import make_context, relaxed_l2
 
 from cpoison.attacks import ConformalAttack, ConformalAttackConfig, Goal
 from cpoison.attacks.conformal_attack import build_scorer, loss_data
-from cpoison.attacks.losses import relaxed_loss
 from cpoison.attacks.params import shifted, trainable
-
-
-def _l2(ctx, score: str) -> float:
-    scorer = build_scorer(score, ctx.seed, 4)
-    data = loss_data(ctx, scorer, ctx.seed)
-    with torch.no_grad():
-        return float(relaxed_loss(ctx.surrogate, scorer, ctx.goal, data, ctx.alpha))
 
 
 @pytest.mark.parametrize("score", ["hps", "aps", "raps", "nll", "rscp"])
@@ -28,10 +20,10 @@ def test_l2_direction_is_a_descent_direction(digits, score: str, kind: str) -> N
     cfg = ConformalAttackConfig(loss="l2", score=score, rscp_samples=4)
     g, facts = ConformalAttack(cfg).target_direction(ctx)
     assert torch.isfinite(g).all() and g.norm() > 0
-    before = _l2(ctx, score)
+    before = relaxed_l2(ctx, score)
     assert facts["l2_surrogate"] == pytest.approx(before, rel=1e-5)
     with shifted(trainable(ctx.surrogate), -1e-3 * g / g.norm()):
-        after = _l2(ctx, score)
+        after = relaxed_l2(ctx, score)
     assert after < before
 
 

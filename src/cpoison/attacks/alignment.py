@@ -58,6 +58,18 @@ class AlignmentResult:
     losses: list[float]  # final loss of every restart
 
 
+def signed_step(opt: torch.optim.Optimizer, delta: torch.Tensor, bases: torch.Tensor,
+                eps: float) -> None:
+    """One step of Adam on the sign of ``delta.grad`` (SPEC 5.1), then the projection onto
+    the eps-ball and onto images in [0, 1]: the update every crafting loop shares."""
+    assert delta.grad is not None, "call backward() before signed_step"
+    delta.grad.sign_()
+    opt.step()
+    with torch.no_grad():
+        delta.clamp_(-eps, eps)
+        delta.copy_((bases + delta).clamp(0, 1) - bases)
+
+
 def poison_gradient(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool
 ) -> torch.Tensor:
@@ -129,11 +141,7 @@ def align_poisons(
             opt.zero_grad(set_to_none=True)
             loss = _alignment_step(model, bases, labels, delta, direction, clean_grad, config,
                                    gen, scale)
-            delta.grad.sign_()
-            opt.step()
-            with torch.no_grad():
-                delta.clamp_(-eps, eps)
-                delta.copy_((bases + delta).clamp(0, 1) - bases)
+            signed_step(opt, delta, bases, eps)
             if it % 10 == 0:
                 bar.set_postfix(loss=f"{loss:.4f}")
         final = alignment_loss(model, bases, labels, delta.detach(), direction, clean_grad,

@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from cpoison.attacks.alignment import signed_step
 from cpoison.attacks.base import Attack
 from cpoison.attacks.conformal_attack import build_scorer, loss_data
 from cpoison.attacks.context import AttackContext
@@ -269,12 +270,7 @@ class MetaPoison(Attack):
             opt.zero_grad(set_to_none=True)
             loss = objective(delta, gen)
             loss.backward()
-            assert delta.grad is not None
-            delta.grad.sign_()
-            opt.step()
-            with torch.no_grad():
-                delta.clamp_(-eps, eps)
-                delta.copy_((bases + delta).clamp(0, 1) - bases)
+            signed_step(opt, delta, bases, eps)
             if cfg.retrain_steps and staggered:
                 self.retrain(ctx, staggered, (bases + delta.detach()).clamp(0, 1), gen)
             history.append(float(loss.detach()))

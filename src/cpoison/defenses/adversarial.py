@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field
 
-from cpoison.attacks.alignment import objective_value, poison_gradient
+from cpoison.attacks.alignment import objective_value, poison_gradient, signed_step
 from cpoison.attacks.params import flat_grad, trainable
 from cpoison.defenses.base import Defense, DefenseConfigBase, TrainingHooks
 
@@ -81,11 +81,8 @@ def craft_batch_poison(
         loss = objective(delta, True)
         (grad,) = torch.autograd.grad(loss, delta)
         opt.zero_grad(set_to_none=True)
-        delta.grad = grad.sign()
-        opt.step()
-        with torch.no_grad():
-            delta.clamp_(-eps, eps)
-            delta.copy_((poisons + delta).clamp(0, 1) - poisons)
+        delta.grad = grad
+        signed_step(opt, delta, poisons, eps)
     delta = delta.detach()
     return delta, before, float(objective(delta, False))
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from cpoison.attacks.alignment import CraftingConfig, align_poisons
+from cpoison.attacks.alignment import CraftingConfig, align_poisons, signed_step
 from cpoison.attacks.goals import Goal, labels_to_add
 from cpoison.attacks.losses import LossData, logit_scorer, quantile_rank, relaxed_loss
 from cpoison.attacks.poison_set import PoisonSet
@@ -414,12 +414,7 @@ def craft_implicit(
         objective = -(s * torch.cat([gw.reshape(-1), gb])).sum()  # = l(theta(delta)) + const
         opt.zero_grad(set_to_none=True)
         objective.backward()
-        assert delta.grad is not None
-        delta.grad.sign_()
-        opt.step()
-        with torch.no_grad():
-            delta.clamp_(-eps, eps)
-            delta.copy_((bases + delta).clamp(0, 1) - bases)
+        signed_step(opt, delta, bases, eps)
     assert best is not None
     meta = {"attack": "ours-implicit", "implicit_losses": history,
             "l2_surrogate": history[0], "l2_refit": best[0], "cg_residual": residual,
