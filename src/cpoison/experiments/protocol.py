@@ -325,6 +325,30 @@ def benign_victim(ws: Workspace, config: ExperimentConfig, repeat: int,
     return fit_victim(ws, config, benign_data(ws), seed, desc=f"benign r{repeat} v{victim}")
 
 
+BENIGN_EVALUATIONS_KEPT = 8
+
+
+def evaluated_benign(
+    ws: Workspace, config: ExperimentConfig, repeat: int, victim: int, defense: Any,
+    views: EvalViews,
+) -> tuple[DefenseOutcome, Any]:
+    """Benign victim ``victim`` and its evaluation, computed once per process for every
+    attack and grid point that shares it (the same victim data, spec, defense, scores,
+    alpha and targets): a filter defense is not run again, nor RSCP's noisy passes."""
+    seed, eval_seed = victim_seeds(config, repeat, victim)
+    key = (ws.model_key(benign_data(ws), seed, config.victim),
+           repr(config.defense), tuple(config.scores), config.alpha, eval_seed,
+           tuple(views.targets.tolist()))
+    cache = ws.benign_evaluations
+    if key not in cache:
+        fit = benign_victim(ws, config, repeat, victim)
+        cache[key] = (fit, evaluate_victim(ws, defense, fit.models, views, config.scores,
+                                           config.alpha, eval_seed))
+        while len(cache) > BENIGN_EVALUATIONS_KEPT:
+            cache.popitem(last=False)
+    return cache[key]
+
+
 def evaluate_cell(
     ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int, victim: int,
     poisons: PoisonSet,
@@ -342,9 +366,7 @@ def evaluate_cell(
     seed, eval_seed = victim_seeds(config, repeat, victim)
     label = attack_label(config.attacks[attack_index])
     defense = build_defense(config.defense)
-    benign_fit = benign_victim(ws, config, repeat, victim)
-    benign = evaluate_victim(ws, defense, benign_fit.models, views, config.scores,
-                             config.alpha, eval_seed)
+    benign_fit, benign = evaluated_benign(ws, config, repeat, victim, defense, views)
     data = benign_data(ws).with_poisons(poisons.ids, poisons.delta, inject=poisons.inject)
     victim_fit = fit_victim(ws, config, data, seed, desc=f"{label} r{repeat} v{victim}")
     poisoned = evaluate_victim(ws, defense, victim_fit.models, views, config.scores,

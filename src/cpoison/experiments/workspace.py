@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ class Workspace:
     any_device: bool = False
     train_seconds: float = field(default=0.0, init=False)
     trained: list[str] = field(default_factory=list, init=False)
+    # benign victims' evaluations, shared by every attack and grid point of their repeat
+    # within this process (key: what determines the evaluation; a few entries)
+    benign_evaluations: OrderedDict[tuple[object, ...], Any] = field(
+        default_factory=OrderedDict, init=False, repr=False)
 
     @classmethod
     def for_dataset(
