@@ -149,3 +149,14 @@ def test_outputs_are_readable_by_the_team_and_complete(tmp_path):
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("flag", [["--threads", "0"], ["--num-cpus", "-1"],
+                                  ["--cpus-per-task", "x"]])
+def test_counts_that_are_not_positive(config, tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as stop:
+        main(attack(config, tmp_path, "--out", str(tmp_path / "o"), *flag))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and flag[0] in err[-1]
+    assert not (tmp_path / "o").exists()

@@ -17,6 +17,28 @@ from cpoison.errors import CpoisonError
 log = logging.getLogger("cpoison")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse reports anything else in one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
+    return value
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--store", "--cache-dir", dest="store", default=None,
@@ -28,7 +50,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--any-device", action="store_true",
                    help="reuse stored models trained on another device type (off: a model "
                    "trained on a GPU is not served to a CPU run, nor the reverse)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch threads per unit of work (default: torch's; Ray: CPUs per task)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -38,9 +60,11 @@ def _add_executor(p: argparse.ArgumentParser) -> None:
                    help="local (in this process) or ray")
     p.add_argument("--address", default=None,
                    help="Ray: none starts a local Ray; 'auto' or ray://HOST:PORT joins a cluster")
-    p.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per task")
-    p.add_argument("--gpus-per-task", type=float, default=0.0, help="Ray: GPUs per task")
-    p.add_argument("--num-cpus", type=int, default=None,
+    p.add_argument("--cpus-per-task", type=_non_negative_float, default=1.0,
+                   help="Ray: CPUs per task")
+    p.add_argument("--gpus-per-task", type=_non_negative_float, default=0.0,
+                   help="Ray: GPUs per task")
+    p.add_argument("--num-cpus", type=_positive_int, default=None,
                    help="Ray: CPUs of the local Ray it starts (default: all)")
 
 
@@ -119,19 +143,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--label", type=int, default=None,
                    help="add-label / remove-label: the class index of the label")
     p.add_argument("--scores", default="hps,aps,raps", help="comma-separated score names")
-    p.add_argument("--victims", type=int, default=2,
+    p.add_argument("--victims", type=_positive_int, default=2,
                    help="victim pairs per budget (default 2; more: firmer numbers)")
-    p.add_argument("--repeats", type=int, default=1,
+    p.add_argument("--repeats", type=_positive_int, default=1,
                    help="repeats, each with its own target class (unless fixed) and seeds")
     p.add_argument("--target-class", type=int, default=None,
                    help="class of the targets (default: drawn with the seed)")
-    p.add_argument("--targets", type=int, default=50, help="number of targets (default 50)")
+    p.add_argument("--targets", type=_positive_int, default=50,
+                   help="number of targets (default 50)")
     p.add_argument("--baselines", default="randun",
                    help="random-noise baselines: randun, randga, a comma list, or none")
     p.add_argument("--selection", default="nearest", choices=("nearest", "random",
                                                               "nearest-pixels"),
                    help="poison bases: nearest to the targets (default) or random")
-    p.add_argument("--iterations", type=int, default=150, help="crafting iterations (150)")
+    p.add_argument("--iterations", type=_positive_int, default=150,
+                   help="crafting iterations (150)")
     p.add_argument("--preset", default="audit",
                    help="training recipe: audit (default, 40 epochs) or audit-quick (10)")
     p.add_argument("--test-fraction", type=float, default=None,
