@@ -242,3 +242,25 @@ def test_a_grid_can_vary_a_defense_setting():
     assert {p.config.defense.name for p in points} == {"epic"}
     with pytest.raises(ConfigError, match=r"grid cell \{defense.fraction=0\}"):
         expand_grid(defended_config(defense="epic", grid={"defense.fraction": [0]}))
+
+
+def test_head_refit_evaluates_the_stored_undefended_victims(defense_grid, tmp_path):
+    """The head refit trains nothing: its victims are the ``none`` victims from the store,
+    with a head refitted on half of the clean calibration set; RSCP runs on them too."""
+    root, _ = defense_grid
+    store = tmp_path / "store"
+    shutil.copytree(root / "store", store)
+    summary = run(defended_config(defense={"name": "head_refit", "folds": 2}),
+                  tmp_path / "out", store)
+    assert summary["trained_models"] == 0
+    rows = summary["rows"]
+    assert [(r["defense"], r["score"]) for r in rows] == [
+        ("head_refit(folds=2)", s) for s in ("hps", "aps", "rscp")]
+    for r in rows:
+        assert r.get("unsupported") is None
+        assert 0.0 <= r["accuracy_victim"]["mean"] <= 1.0
+        assert r["reduction_ratio"]["mean"] is not None
+    # the refitted victims are other classifiers than the stored ones
+    none = [r for r in stored_rows(root / "out") if r["defense"] == "none"]
+    mine = stored_rows(tmp_path / "out")
+    assert [r["accuracy_victim"] for r in mine] != [r["accuracy_victim"] for r in none]

@@ -32,7 +32,7 @@ def test_exact_equals_brute_force_refits_from_scratch(score):
                                                                            dtype=F64)
     out = {}
     for method in ("naive", "exact"):
-        cp = FullConformal(score, 0.2, method, lam=0.5, subset_size=None)
+        cp = FullConformal(score, 0.2, method, lam=0.5, subset_size=None, screen=False)
         out[method] = cp.fit(x[:30], y[:30], 3, u=train_u).predict(x[30:], u=test_u)
     assert torch.equal(out["naive"].sets, out["exact"].sets)
     torch.testing.assert_close(out["naive"].p_values, out["exact"].p_values, rtol=0, atol=0)
@@ -43,7 +43,8 @@ def test_exact_equals_brute_force_refits_from_scratch(score):
 def test_p_value_follows_the_definition():
     """p(y) = |{i <= n+1 : S_i >= S_{n+1}}| / (n + 1) with every score under theta_y."""
     x, y = draw(21, 2, 3, seed=2)
-    cp = FullConformal("hps", 0.1, "naive", lam=1.0, subset_size=None).fit(x[:20], y[:20], 3)
+    cp = FullConformal("hps", 0.1, "naive", lam=1.0, subset_size=None, screen=False)
+    cp.fit(x[:20], y[:20], 3)
     res = cp.predict(x[20:])
     for label in range(3):
         theta = fit_head(x, torch.cat([y[:20], torch.tensor([label])]), 3, 1.0).theta
@@ -72,7 +73,7 @@ def test_influence_agrees_with_exact_on_most_sets():
     x, y = draw(500, 4, 4, seed=3, scale=1.0)
     res = {}
     for method in ("exact", "influence"):
-        cp = FullConformal("hps", 0.1, method, lam=1.0, subset_size=300, seed=0)
+        cp = FullConformal("hps", 0.1, method, lam=1.0, subset_size=300, seed=0, screen=False)
         res[method] = cp.fit(x[:400], y[:400], 4).predict(x[400:])
     agree = float((res["exact"].sets == res["influence"].sets).all(1).double().mean())
     gap = float((res["exact"].p_values - res["influence"].p_values).abs().max())
@@ -99,3 +100,34 @@ def test_randomized_score_without_u_or_generator_is_refused():
     x, y = draw(20, 2, 3, seed=0)
     with pytest.raises(Exception, match="needs randomness"):
         FullConformal("aps", subset_size=None).fit(x, y, 3)
+
+
+@pytest.mark.parametrize("score", ["hps", "nll", "aps", "raps"])
+@pytest.mark.parametrize(("method", "n"), [("influence", 300), ("exact", 300),
+                                           ("influence", 12), ("naive", 12)])
+def test_screening_gives_the_sets_and_bounds_of_rescoring_every_point(score, method, n):
+    """Screening only skips scores the Lipschitz bound decides: the same sets as rescoring
+    every training point, p-value intervals that hold the exact p-value and are exact
+    wherever they straddle alpha, whether few points are rescored (n = 300: heads move by
+    O(1 / n)) or candidates fall back to rescoring all of them (n = 12)."""
+    x, y = draw(n + 60, 4, 4, seed=5, scale=1.0)
+    gen = torch.Generator().manual_seed(2)
+    train_u, test_u = torch.rand(n, generator=gen, dtype=F64), torch.rand(60, generator=gen,
+                                                                          dtype=F64)
+    res = {}
+    for screen in (True, False):
+        cp = FullConformal(score, 0.1, method, lam=1.0, subset_size=None, screen=screen)
+        res[screen] = cp.fit(x[:n], y[:n], 4, u=train_u).predict(x[n:], u=test_u)
+    fast, full = res[True], res[False]
+    assert torch.equal(fast.sets, full.sets)
+    assert torch.equal(full.p_values, full.p_values_upper)
+    assert bool((fast.p_values <= full.p_values).all())
+    assert bool((full.p_values <= fast.p_values_upper).all())
+    exact = fast.p_values == fast.p_values_upper
+    assert torch.equal(fast.p_values[exact], full.p_values[exact])
+    straddle = (fast.p_values <= 0.1) & (fast.p_values_upper > 0.1)
+    assert not bool(straddle.any())
+    assert full.extra["rescored_share"] == 1.0
+    assert fast.extra["rescored_share"] <= 1.0
+    if n == 300 and score in ("hps", "nll"):  # most candidates decided by the bounds
+        assert fast.extra["rescored_share"] < 0.5

@@ -2,10 +2,12 @@
 
 Training-time: MaxUp, adversarial poisoning, EPIC. Filters on penultimate features: deep
 k-NN, spectral signatures, activation clustering. CP-specific: reliable prediction sets
-(RPS). ``none`` changes nothing.
+(RPS) and the head refit on clean calibration data (beyond the paper). ``none`` changes
+nothing.
 """
 
 from cpoison.defenses.base import (
+    Adapted,
     Defense,
     DefenseConfigBase,
     DefenseOutcome,
@@ -32,6 +34,7 @@ from cpoison.defenses.rps import ReliableConformal, RPSCertificate, majority_thr
 
 __all__ = [
     "DEFENSES",
+    "Adapted",
     "AnyDefenseConfig",
     "Defense",
     "DefenseConfig",

@@ -17,6 +17,8 @@ A defense is two things:
   :meth:`Defense.training_hooks`      MaxUp, adversarial poisoning (the batch loss) and
                                       EPIC (which points are kept, after each epoch)
   :meth:`Defense.train_models`        RPS (k_t models on hash partitions of the data)
+  :meth:`Defense.adapt`               head refit (the victim's head refitted on part of
+                                      the clean calibration set, before calibration)
   :meth:`Defense.logits`              RPS (vote-based smoothed logits)
   :meth:`Defense.conformal`           RPS (majority vote over k_c calibration partitions)
   ==================================  ====================================================
@@ -27,7 +29,9 @@ pairing: both train under the same defense)::
     defense = build_defense(config.defense)              # once per config
     defense.check_sizes(n_train, n_calibration)          # early, before any training
     outcome = defense.fit(train_set, train_fn, seed)     # DefenseOutcome
-    logits = defense.logits(outcome.models, images, device)   # calibration / test / targets
+    adapted = defense.adapt(outcome.models, cal_images, cal_labels, seed, device)
+    cal_images, cal_labels = cal_images[adapted.calibration_keep], ...  # the rest calibrates
+    logits = defense.logits(adapted.models, images, device)   # calibration / test / targets
     cp = defense.conformal(score, alpha, calibration_images)  # SplitConformal-like
     cp.calibrate(cal_logits, cal_labels, generator=g); sets = cp.predict(logits, generator=g)
 
@@ -65,6 +69,7 @@ from cpoison.training.trainer import predict_logits
 from cpoison.training.trainset import TrainSet
 
 __all__ = [
+    "Adapted",
     "ConformalPredictor",
     "Defense",
     "DefenseConfigBase",
@@ -187,6 +192,18 @@ class DefenseOutcome:
     record: dict[str, Any]
 
 
+@dataclass
+class Adapted:
+    """What :meth:`Defense.adapt` returns: the model(s) to evaluate, the bool mask [n_cal] of
+    calibration examples left for conformal calibration (those the defense used are out:
+    calibration must stay disjoint from whatever fitted the model, SPEC 3.2), and JSON-able
+    facts."""
+
+    models: list[nn.Module]
+    calibration_keep: torch.Tensor
+    record: dict[str, Any] = field(default_factory=dict)
+
+
 class Defense:
     """Behaviour of a defense; subclasses override the hooks they need (see module doc)."""
 
@@ -236,6 +253,15 @@ class Defense:
         return DefenseOutcome(models, removed_ids, record)
 
     # -- prediction and conformal calibration ----------------------------------------------
+
+    def adapt(
+        self, models: list[nn.Module], calibration_images: torch.Tensor,
+        calibration_labels: torch.Tensor, seed: int, device: torch.device | str = "cpu",
+    ) -> Adapted:
+        """Use the defender's clean calibration data on the trained model(s) before
+        calibration (default: nothing; every calibration example calibrates). ``seed`` is
+        the victim's, so a benign victim and its poisoned twin are adapted alike."""
+        return Adapted(models, torch.ones(calibration_labels.numel(), dtype=torch.bool))
 
     def logits(
         self, models: list[nn.Module], images: torch.Tensor,

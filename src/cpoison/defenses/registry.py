@@ -26,6 +26,7 @@ from cpoison.defenses.adversarial import AdversarialPoisoning, AdversarialPoison
 from cpoison.defenses.base import Defense, DefenseConfigBase
 from cpoison.defenses.deep_knn import DeepKnn, DeepKnnConfig
 from cpoison.defenses.epic import Epic, EpicConfig
+from cpoison.defenses.head_refit import HeadRefit, HeadRefitConfig
 from cpoison.defenses.maxup import MaxUp, MaxUpConfig
 from cpoison.defenses.none import NoDefense, NoDefenseConfig
 from cpoison.defenses.rps import RPS, RPSConfig
@@ -41,12 +42,13 @@ DEFENSES: dict[str, tuple[type[DefenseConfigBase], type[Defense]]] = {
     "spectral_signatures": (SpectralSignaturesConfig, SpectralSignatures),
     "activation_clustering": (ActivationClusteringConfig, ActivationClustering),
     "rps": (RPSConfig, RPS),
+    "head_refit": (HeadRefitConfig, HeadRefit),
 }
 """Name -> (config class, defense class)."""
 
 AnyDefenseConfig = (
     NoDefenseConfig | MaxUpConfig | AdversarialPoisoningConfig | EpicConfig | DeepKnnConfig
-    | SpectralSignaturesConfig | ActivationClusteringConfig | RPSConfig
+    | SpectralSignaturesConfig | ActivationClusteringConfig | RPSConfig | HeadRefitConfig
 )
 
 

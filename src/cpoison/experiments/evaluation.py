@@ -64,11 +64,14 @@ def evaluate_model(
     return ModelEval(out, preds, float((preds == ds.test_labels).float().mean()))
 
 
-def rscp_sets(ws: Workspace, model: nn.Module, alpha: float,
-              generator: torch.Generator) -> torch.Tensor:
-    """RSCP sets [N_test, K] of one model, calibrated on the victim's calibration set."""
+def rscp_sets(ws: Workspace, model: nn.Module, alpha: float, generator: torch.Generator,
+              calibration: torch.Tensor | None = None) -> torch.Tensor:
+    """RSCP sets [N_test, K] of one model, calibrated on the victim's calibration set (or
+    on its examples where the bool mask ``calibration`` is true)."""
     ds, split = ws.dataset, ws.split
     cal_x, cal_y = ds.train_images[split.victim_cal], ds.train_labels[split.victim_cal]
+    if calibration is not None:
+        cal_x, cal_y = cal_x[calibration], cal_y[calibration]
     cp = RSCPConformal(RSCP(n_samples=ws.preset.rscp_samples), alpha)
     cp.calibrate(model, cal_x.float().div(255).to(ws.device), cal_y, generator=generator)
     return cp.predict(model, ds.test_images.float().div(255).to(ws.device),
@@ -84,7 +87,9 @@ def evaluate_victim(
 ) -> ModelEval:
     """:func:`evaluate_model` of a victim trained under ``defense`` (its ``models`` from
     ``defense.fit``). With no defense this *is* :func:`evaluate_model` (same numbers).
-    Otherwise the logits are ``defense.logits`` (RPS: the vote shares of its k_t models),
+    Otherwise ``defense.adapt`` first uses the clean calibration data on the models (head
+    refit: a new head fitted on part of it; the rest calibrates), then the logits are
+    ``defense.logits`` (RPS: the vote shares of its k_t models),
     every score's predictor is ``defense.conformal`` (RPS: k_c calibration partitions of the
     victim's calibration images and a majority vote), with the same seeded generators as
     :func:`evaluate_model`; RSCP runs on the single model of a defense that supports it and
@@ -95,6 +100,9 @@ def evaluate_victim(
         return evaluate_model(ws, models[0], views, scores, alpha, seed)
     ds, split = ws.dataset, ws.split
     cal_x, cal_y = ds.train_images[split.victim_cal], ds.train_labels[split.victim_cal]
+    adapted = defense.adapt(models, cal_x, cal_y, seed, ws.device)
+    models, keep = adapted.models, adapted.calibration_keep
+    cal_x, cal_y = cal_x[keep], cal_y[keep]
     batch = ws.preset.eval_batch_size
     cal_logits = defense.logits(models, cal_x, ws.device, batch)
     test_logits = defense.logits(models, ds.test_images, ws.device, batch)
@@ -109,7 +117,7 @@ def evaluate_victim(
                 facts[name] = {"unsupported": f"defense {defense.name!r} replaces the "
                                "conformal predictor; RSCP smooths a single model"}
                 continue
-            all_sets = rscp_sets(ws, models[0], alpha, gen)
+            all_sets = rscp_sets(ws, models[0], alpha, gen, keep)
         else:
             score = build_score(name)
             cp = defense.conformal(score, alpha, cal_x).calibrate(cal_logits, cal_y, gen)

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from cpoison.experiments.defense_comparison import comparison_table  # noqa: E402
 from cpoison.io import atomic_write, atomic_write_text  # noqa: E402
 
 
@@ -187,6 +188,11 @@ def write_report(out: Path, summary: dict[str, Any], config: dict[str, Any]) -> 
             if config.get("grid") else "")
     trend_md = "\n\n".join(f"![{metric} against {p.stem.split('_vs_')[-1]}]({p.name})"
                              for p in trends)
+    against_none = comparison_table(rows, metric)
+    against_none_md = ("## Each defense against none\n\nShare left: the attack's "
+                       f"{metric} under the defense over that without it; clean accuracy "
+                       "change: the benign victims' (the defense's own cost).\n\n"
+                       + against_none + "\n") if against_none else ""
     crafted = ", ".join(f"{r['attack']} {r['craft_seconds']:.1f}" for r in rows
                         if r["score"] == rows[0]["score"] and r.get("craft_seconds") is not None)
     text = f"""# {config['name']}
@@ -203,6 +209,7 @@ beyond the crafted targets?); coverage is on the evaluation set.
 
 {table(rows, grid_keys)}
 
+{against_none_md}
 Crafting time (s): {crafted or "-"}.
 Wall time of the last run {summary.get('wall_seconds', 0):.0f} s; models it trained:
 {summary.get('trained_models', '-')}; executor: {summary.get('executor', '-')}.

@@ -5,7 +5,9 @@ a model trained elsewhere (another run, another worker) is reused."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 import time
 from collections import OrderedDict
@@ -86,14 +88,15 @@ class Workspace:
 
         ``store`` None means the default artifact store (``$CPOISON_CACHE`` or
         ``~/.cache/cpoison``); ``use_cache=False`` trains every model afresh into a
-        temporary store."""
+        temporary store, deleted at exit."""
         from cpoison.data import load_dataset
         from cpoison.device import get_device
         from cpoison.engine.artifacts import default_store
 
         dataset = load_dataset(preset.dataset, root=data_root, seed=seed)
-        if not use_cache:
+        if not use_cache:  # a private store, removed when the process exits
             store = tempfile.mkdtemp(prefix="cpoison-store-")
+            atexit.register(shutil.rmtree, store, ignore_errors=True)
         return cls.for_dataset(dataset, preset, ArtifactStore(store or default_store()),
                                get_device(device), seed, setting, progress)
 
