@@ -6,6 +6,7 @@ before anything trains."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,18 @@ def test_audit_of_an_image_folder_with_a_model_function(folder_audit, capsys) ->
     assert {(r["attack"], r["score"]) for r in rows} == {
         (a, s) for a in ("ours-l3-o1-hps", "randun") for s in ("hps", "aps")}
     assert all(r["n_victims"] == 2 for r in rows)
+
+
+def test_cpoison_report_rebuilds_an_audits_audit_md(folder_audit, tmp_path: Path) -> None:
+    root, _ = folder_audit
+    copy = tmp_path / "audit"
+    shutil.copytree(root / "out", copy)
+    before = (copy / "audit.md").read_text()
+    (copy / "audit.md").unlink()
+    assert main(["report", str(copy)]) == 0
+    after = (copy / "audit.md").read_text()
+    assert after.startswith("# Poisoning audit: `user_models:small_mlp`")
+    assert after.split("## Data and setting")[0] == before.split("## Data and setting")[0]
 
 
 def test_an_audit_resumes_and_extends(folder_audit, image_folder: Path) -> None:

@@ -171,7 +171,9 @@ def build_summary(config: ExperimentConfig, rows: list[dict[str, Any]]) -> dict[
 
 def report_from_run(out: str | Path) -> Path:
     """Rebuild ``report.md``, the plots and ``summary.json`` from a run folder's
-    ``config.resolved.yaml`` and ``results.sqlite`` (``cpoison report RUN``)."""
+    ``config.resolved.yaml`` and ``results.sqlite`` (``cpoison report RUN``), and an
+    audit's ``audit.md`` (from its ``audit.json``); returns the path of the last written
+    (``audit.md`` for an audit)."""
     from cpoison.experiments.config import read_config, validate_config
 
     out = Path(out)
@@ -188,4 +190,10 @@ def report_from_run(out: str | Path) -> Path:
         db.close()
     summary = build_summary(config, rows)
     atomic_write_json(out / "summary.json", summary)
-    return write_report(out, summary, config.model_dump(mode="json"))
+    report = write_report(out, summary, config.model_dump(mode="json"))
+    if (out / "audit.json").is_file():  # an audit's folder: its audit.md as well (SPEC 12)
+        from cpoison.experiments.audit_report import write_audit_report
+
+        facts = json.loads((out / "audit.json").read_text())
+        report, _ = write_audit_report(out, summary, config.model_dump(mode="json"), facts)
+    return report
