@@ -106,7 +106,7 @@ def test_randomized_score_without_u_or_generator_is_refused():
 @pytest.mark.parametrize(("method", "n"), [("influence", 300), ("exact", 300),
                                            ("influence", 12), ("naive", 12)])
 def test_screening_gives_the_sets_and_bounds_of_rescoring_every_point(score, method, n):
-    """Screening only skips scores the Lipschitz bound decides: the same sets as rescoring
+    """Screening only skips scores their bounds decide: the same sets as rescoring
     every training point, p-value intervals that hold the exact p-value and are exact
     wherever they straddle alpha, whether few points are rescored (n = 300: heads move by
     O(1 / n)) or candidates fall back to rescoring all of them (n = 12)."""

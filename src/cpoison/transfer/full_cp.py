@@ -39,16 +39,17 @@ counts the training points whose score under ``theta_y`` reaches the test point'
 candidate's head moves training logit ``z_ic`` by ``(e_c kron x_i)^T d`` with
 ``d = theta_y - theta*``, at most ``sqrt((e_c kron x_i)^T H*^-1 (e_c kron x_i)) ||d||_H*``
 (Cauchy-Schwarz in the inner product of the training Hessian ``H*``: the point's leverage,
-computed once, times the candidate's step length, one number per candidate; also at most
-the largest row norm of ``d`` times ``||x_i||``: the smaller bound is used), and each
-score is Lipschitz in the max norm of the logits: HPS's ``1 - p_y`` by ``1/2``, NLL by 2,
-APS and RAPS by 2 as long as no label's probability comes within that distance of ``p_y``'s
-(their ranks cannot change, so neither can RAPS's penalty). A training point whose score at
-``theta*`` lies beyond the bound on either side of the test point's score is counted (or
-not) without being rescored. That bounds the count, hence ``p(y)``; where both bounds put
-the label on the same side of ``alpha`` its membership is decided, and only the other
-candidates' undecided points are rescored (their p-values are then exact; the others are
-returned as an interval, see :class:`FullCPResult`). Other scores are rescored in full,
+computed once, times the candidate's step length, one number per candidate). That bounds
+the score: HPS's ``1 - p_y`` and NLL's ``-log p_y`` decrease with the label's log-odds,
+which move by at most twice the logit bound (a tight interval for confidently fitted
+points); APS and RAPS move by at most twice the logit bound as long as no label's
+probability comes within that distance of ``p_y``'s (their ranks cannot change, so neither
+can RAPS's penalty). A training point whose score interval lies entirely on one side of the
+test point's score is counted (or not) without being rescored. That bounds the count,
+hence ``p(y)``; where both bounds put the label on the same side of ``alpha`` its
+membership is decided, and only the other candidates' undecided points are rescored (their
+p-values are then exact; the others are returned as an interval, see
+:class:`FullCPResult`). Other scores are rescored in full,
 and so is every later chunk of test points once a chunk had to rescore more than 3/4 of
 its scores anyway (the bounds are too loose there to save time).
 
@@ -147,25 +148,29 @@ class FullCPResult:
 # added to every screening bound: covers the rounding of scores computed in float64
 _SLACK = 1e-9
 # a chunk of candidates that rescored more than this share of its scores ends screening
-# (measured on digits: HPS rescores 0.19, APS and RAPS 0.93, slower than no screening)
+# (measured on digits: APS and RAPS rescore 0.93 of their scores, slower than no screening)
 _STOP_SCREENING = 0.75
 
 
-def _lipschitz(score: ConformalScore) -> tuple[float, bool] | None:
-    """``(c, ranked)``: ``|S(z + d) - S(z)| <= c ||d / T||_inf`` for the label's score, valid
-    while no other label's probability is within ``2 ||d / T||_inf`` of it when ``ranked``;
-    ``None`` for a score without a known bound (screening off). HPS: ``|d p_y| <= p_y (1 -
-    p_y) range(d) <= ||d||_inf / 2``; NLL: ``|d log p_y| <= range(d)``; APS / RAPS with fixed
-    ranks: ``<= ||d p||_1 <= range(d)``, and ``||d p||_1 <= range(d)`` also bounds how far
-    two probabilities can move toward each other. Exact types only: a subclass may score
-    otherwise."""
+def _screen_kind(score: ConformalScore) -> str | None:
+    """How a score's move is bounded from the max-norm move ``L`` of the logits ``z / T``:
+
+    * ``"hps"`` / ``"nll"``: monotone in the label's log-odds ``z_y - logsumexp_{c != y} z_c``,
+      which moves by at most ``2 L``; the score lies between its values at the log-odds'
+      extremes (``1 - sigmoid`` for HPS, ``softplus(-.)`` for NLL), a tight interval for
+      confidently fitted points;
+    * ``"aps"`` (APS, RAPS): ``|d S| <= ||d p||_1 <= range(d z) <= 2 L`` while no label's
+      probability is within ``2 L`` of ``p_y`` (then no rank, hence no RAPS penalty, changes);
+    * ``None``: no known bound (screening off).
+
+    Exact types only: a subclass may score otherwise."""
     kind = type(score)
     if kind is HPS:
-        return 0.5, False
+        return "hps"
     if kind is NLL:
-        return 2.0, False
+        return "nll"
     if kind in (APS, RAPS):
-        return 2.0, True
+        return "aps"
     return None
 
 
@@ -232,7 +237,7 @@ class FullConformal:
         self.chunk_elements = int(chunk_elements)
         self.screen = bool(screen)
         self.head: FittedHead | None = None
-        self._screening: tuple[float, bool] | None = None
+        self._screening: str | None = None
         self._rescored = 0
 
     # -- fitting ---------------------------------------------------------------------------
@@ -269,23 +274,25 @@ class FullConformal:
                              init=init)
         self.onehot_t = torch.nn.functional.one_hot(self.y, num_classes).to(F64).T  # [K, n]
         self.n = n
-        self._screening = _lipschitz(self.score) if self.screen else None
+        self._screening = _screen_kind(self.score) if self.screen else None
         if self.method != "naive" or self._screening is not None:
             self.hess = head_hessian(self.xa, self.head.theta, self.lam)
             self.chol = torch.linalg.cholesky(self.hess)
             k, d1 = self.head.theta.shape
             self.hinv = torch.cholesky_inverse(self.chol).view(k, d1, k, d1)
         if self._screening is not None:
-            z = self.head.theta @ self.xa.T / self.score.temperature  # [K, n]
+            z = (self.head.theta @ self.xa.T / self.score.temperature).T  # [n, K]
+            own = z.gather(1, self.y[:, None])[:, 0]
+            others = z.scatter(1, self.y[:, None], float("-inf")).logsumexp(dim=1)
+            self.log_odds = own - others
             self.s_star = self.score.score_labels_no_grad(
                 (self.head.theta @ self.xa.T).T, self.y, u=self.u)
             # sqrt(max_c (e_c kron x_i)^T H^-1 (e_c kron x_i)): |d z_ic| <= this * ||d||_H
             blocks = self.hinv[torch.arange(k), :, torch.arange(k), :]  # [K, d1, d1]
             lev = torch.einsum("nd,cde,ne->nc", self.xa, blocks, self.xa)
             self.leverage = lev.amax(dim=1).clamp_min(0).sqrt()
-            self.x_norm = self.xa.norm(dim=1)
-            if self._screening[1]:  # distance of p_y to the nearest other label's p
-                prob = torch.softmax(z, dim=0).T  # [n, K]
+            if self._screening == "aps":  # distance of p_y to the nearest other label's p
+                prob = torch.softmax(z, dim=1)
                 gap = (prob - prob.gather(1, self.y[:, None])).abs()
                 gap.scatter_(1, self.y[:, None], float("inf"))
                 self.rank_gap = gap.amin(dim=1)
@@ -354,7 +361,7 @@ class FullConformal:
         m = torch.einsum("kdle,ne->nlkd", self.hinv, x)  # [N, K (column l), K, d1]
         r = torch.softmax(x @ theta0.T, dim=1).repeat_interleave(k, dim=0)  # [B, K]
         r[torch.arange(yt.numel(), device=yt.device), yt] -= 1.0
-        step = torch.einsum("blkd,bl->bkd", m.repeat_interleave(k, dim=0), r)
+        step = torch.einsum("nlkd,njl->njkd", m, r.view(-1, k, k)).reshape(-1, k, x.shape[1])
         return theta0 - step, torch.einsum("bk,bd,bkd->b", r, xt, step)
 
     def _exact(self, xt: Tensor, yt: Tensor) -> tuple[Tensor, int, int, float]:
@@ -459,42 +466,58 @@ class FullConformal:
         """Membership of a candidate whose count is ``count``, computed as ``predict`` does."""
         return (count + 1).to(F64) / (self.n + 1) > self.alpha
 
+    def _odds_at(self, t: Tensor) -> Tensor:
+        """The log-odds at which HPS's (``sigmoid(-l)``) or NLL's (``softplus(-l)``) score
+        equals ``t``: the score is ``>= t`` exactly for log-odds ``<=`` it (``+inf`` for
+        ``t <= 0``, ``-inf`` where no log-odds reach ``t``)."""
+        inf = torch.full_like(t, float("inf"))
+        if self._screening == "hps":
+            inner = t.clamp(1e-300, 1.0)
+            out = torch.where(t >= 1, -inf, torch.log1p(-inner) - torch.log(inner))
+        else:
+            out = -torch.log(torch.expm1(t.clamp_min(1e-300)))
+        return torch.where(t <= 0, inf, out)
+
     def _count_screened(self, theta: Tensor, s_test: Tensor,
                         h_norm2: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Bounds on :meth:`_count_all` from the Lipschitz bound (module doc); a candidate
+        """Bounds on :meth:`_count_all` from the score intervals (module doc); a candidate
         whose membership the bounds leave open gets its exact count, rescoring only the
         undecided points (all of them when more than an eighth are)."""
-        lipschitz, ranked = self._screening  # type: ignore[misc]
         head = self.head.theta  # type: ignore[union-attr]
-        delta = theta - head
         if h_norm2 is None:
-            flat = delta.flatten(1)
+            flat = (theta - head).flatten(1)
             h_norm2 = ((flat @ self.hess) * flat).sum(dim=1)
-        temp = self.score.temperature
-        # two bounds on the max-norm move of each training point's logits; the smaller holds
-        by_h = (h_norm2.clamp_min(0).sqrt() / temp)[:, None] * self.leverage[None, :]
-        by_rows = (delta.norm(dim=2).amax(dim=1) / temp)[:, None] * self.x_norm[None, :]
-        logit_bound = torch.minimum(by_h, by_rows)  # [B, n]
-        bound = lipschitz * logit_bound + _SLACK
-        sure = self.s_star[None, :] - bound >= s_test[:, None]
-        open_ = (self.s_star[None, :] + bound >= s_test[:, None]) & ~sure
-        if ranked:  # a label within reach of p_y could swap ranks with y: undecided
-            open_ |= self.rank_gap[None, :] <= 2 * logit_bound + _SLACK
-            sure &= ~open_
-        low = sure.sum(dim=1)
-        n_open = open_.sum(dim=1)
-        high = low + n_open
+        # how far a log-odds or an APS score can move: 2 x (logit move <= leverage x step)
+        step = 2 * h_norm2.clamp_min(0).sqrt()[:, None] / self.score.temperature  # [B, 1]
+        lev = self.leverage[None, :]
+        if self._screening == "aps":
+            sure = torch.addcmul(self.s_star[None, :], step, lev, value=-1) - _SLACK >= (
+                s_test[:, None])
+            maybe = torch.addcmul(self.s_star[None, :], step, lev) + _SLACK >= s_test[:, None]
+            # a label within reach of p_y could swap ranks with y: undecided
+            rank_open = self.rank_gap[None, :] - _SLACK <= step * lev
+            sure &= ~rank_open
+            maybe |= rank_open
+        else:  # HPS, NLL: S >= t exactly when the log-odds are <= a threshold of t
+            sure = torch.addcmul(self.log_odds[None, :], step, lev) <= (
+                self._odds_at(s_test + _SLACK)[:, None])
+            maybe = torch.addcmul(self.log_odds[None, :], step, lev, value=-1) <= (
+                self._odds_at(s_test - _SLACK)[:, None])
+        low, high = sure.sum(dim=1), maybe.sum(dim=1)
+        n_open = high - low
         todo = self._in_set(low) != self._in_set(high)
         full = todo & (n_open > self.n // 8)
         if bool(full.any()):
             low[full] = high[full] = self._count_all(theta[full], s_test[full])
         sparse = todo & ~full
-        cand, point = torch.nonzero(open_ & sparse[:, None], as_tuple=True)
+        rows = torch.nonzero(sparse).flatten()
+        sub, point = torch.nonzero(maybe[rows] & ~sure[rows], as_tuple=True)
+        cand = rows[sub]
         self._rescored += cand.numel()
         k, d1 = head.shape
-        step = max(1, self.chunk_elements // (k * d1))
-        for s in range(0, cand.numel(), step):
-            c, i = cand[s : s + step], point[s : s + step]
+        per = max(1, self.chunk_elements // (k * d1))
+        for s in range(0, cand.numel(), per):
+            c, i = cand[s : s + per], point[s : s + per]
             z = torch.einsum("mkd,md->mk", theta[c], self.xa[i])
             u = None if self.u is None else self.u[i]
             hit = self.score.score_labels_no_grad(z, self.y[i], u=u) >= s_test[c]
