@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cpoison.reproduce.claims import CLAIMS, HELD, NOT_HELD, NOT_RUN, decide
+from cpoison.reproduce.claims import CLAIMS, HELD, NO_ROOM, NOT_HELD, NOT_RUN, decide
 from cpoison.reproduce.experiments import Part
 from cpoison.reproduce.results import RunResult
 
@@ -76,3 +76,19 @@ def test_metapoison_slower_and_weaker() -> None:
     assert _verdict(runs, "C8")[0] == HELD
     status, numbers = _verdict(runs, "C7")
     assert status == NOT_HELD and "MetaPoison 0.25" in numbers
+
+
+def test_singleton_benign_sets_leave_reduction_claims_undecided() -> None:
+    """A run whose targets' benign sets are singletons can reduce nothing: its reduction
+    comparisons are neither held nor refuted."""
+    single = {"benign_set_size": {"mean": 1.0, "se": 0.0}}
+    rows = [_row("ours", "l3", 0.02, 0.0, defense="none", **single),
+            _row("ours", "l3", 0.02, 0.0, defense="maxup", **single)]
+    status, numbers = _verdict({"E3": [_run("E3", rows)]}, "C6")
+    assert status == NO_ROOM and "benign size 1.00" in numbers
+    rows = [_row("first", "l3", 0.02, 0.0, craft_seconds=7.0, **single),
+            _row("metapoison", "metapoison", 0.02, 0.0, order=None, craft_seconds=47.0,
+                 **single)]
+    runs = {"E4": [_run("E4", rows)]}
+    assert _verdict(runs, "C7")[0] == NO_ROOM
+    assert _verdict(runs, "C8")[0] == HELD  # crafting time does not need room

@@ -26,6 +26,17 @@ from cpoison.reproduce.results import (
 )
 
 HELD, NOT_HELD, NOT_RUN = "held", "not held", "not run at this scale"
+#: the targets' benign sets (almost) all singletons: no reduction is possible, so a claim
+#: about reduction ratios can be neither held nor refuted by that run
+NO_ROOM = "undecided: no room"
+# benign set size up to which a row leaves no room (1 - 1/size <= 0.0196)
+_NO_ROOM_SIZE = 1.02
+
+
+def no_room(row: dict | None) -> bool:
+    """Whether a summary row's targets have (almost) only singleton benign sets."""
+    size = mean(row, "benign_set_size") if row is not None else None
+    return size is not None and size <= _NO_ROOM_SIZE
 
 Runs = dict[str, list[RunResult]]
 
@@ -161,10 +172,13 @@ RETAINED = 0.4
 
 
 def c_table1(runs: Runs) -> Verdict:
-    parts, ok, seen = [], True, False
+    parts, ok, seen, skipped = [], True, False, []
     for run in runs.get("E3", []):
         for score in scores(run.rows):
             base = one(run.rows, score=score, defense="none")
+            if no_room(base):
+                skipped.append(f"{score.upper()}: benign size {mean(base, 'benign_set_size'):.2f}")
+                continue
             undefended = mean(base, "reduction_ratio")
             for r in pick(run.rows, score=score):
                 defense = r.get("defense") or "none"
@@ -178,19 +192,25 @@ def c_table1(runs: Runs) -> Verdict:
                 ok &= good
                 parts.append(f"{defense} {score.upper()}: {fmt(r, 'reduction_ratio')} "
                              f"(none {undefended:.2f})")
+    if skipped:
+        parts.append("no room: " + ", ".join(skipped))
     if not seen:
-        return Verdict(NOT_RUN, "no defended run of E3")
+        return Verdict(NO_ROOM if skipped else NOT_RUN,
+                       "; ".join(parts) or "no defended run of E3")
     return Verdict(HELD if ok else NOT_HELD, "; ".join(parts))
 
 
 def _table2(runs: Runs, metric: str) -> Verdict:
-    parts, ok, seen = [], True, False
+    parts, ok, seen, skipped = [], True, False, []
     for run in runs.get("E4", []):
         for b in by_budget(run.rows):
             rows = pick(run.rows, budget=b, score=(scores(run.rows) or ["hps"])[0])
             meta = one(rows, method="MetaPoison")
             ours = [r for r in rows if r.get("loss") in ("l2", "l3")]
             if meta is None or not ours:
+                continue
+            if metric == "reduction_ratio" and no_room(meta):
+                skipped.append(f"{_pct(b)}: benign size {mean(meta, 'benign_set_size'):.2f}")
                 continue
             for r in ours:
                 if metric == "reduction_ratio":
@@ -208,8 +228,11 @@ def _table2(runs: Runs, metric: str) -> Verdict:
                     parts.append(f"{_pct(b)} {method(r)} {a:.1f} s vs MetaPoison {m:.1f} s")
                 seen = True
                 ok &= good
+    if skipped:
+        parts.append("no room: " + ", ".join(skipped))
     if not seen:
-        return Verdict(NOT_RUN, "no run of E4 with MetaPoison")
+        return Verdict(NO_ROOM if skipped else NOT_RUN,
+                       "; ".join(parts) or "no run of E4 with MetaPoison")
     return Verdict(HELD if ok else NOT_HELD, "; ".join(parts))
 
 
@@ -380,4 +403,5 @@ def decide(runs: Runs) -> list[tuple[Claim, Verdict]]:
     return [(c, c.decide(runs)) for c in CLAIMS]
 
 
-__all__ = ["CLAIMS", "HELD", "NOT_HELD", "NOT_RUN", "Claim", "Verdict", "decide", "methods"]
+__all__ = ["CLAIMS", "HELD", "NOT_HELD", "NOT_RUN", "NO_ROOM", "Claim", "Verdict", "decide",
+           "methods", "no_room"]

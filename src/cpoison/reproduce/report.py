@@ -22,7 +22,7 @@ from typing import Any
 from cpoison.io import atomic_write, atomic_write_text
 from cpoison.reproduce import figures
 from cpoison.reproduce import paper_values as pv
-from cpoison.reproduce.claims import HELD, NOT_HELD, decide
+from cpoison.reproduce.claims import HELD, NO_ROOM, NOT_HELD, decide
 from cpoison.reproduce.experiments import EXPERIMENTS, SCALES, parts
 from cpoison.reproduce.results import (
     RunResult,
@@ -261,10 +261,13 @@ def build(out: Path, scale: str, manifest: dict[str, Any] | None = None) -> list
                      claim.paper, claim.rule])
     held = sum(1 for r in rows if r[3] == HELD)
     not_held = sum(1 for r in rows if r[3] == NOT_HELD)
+    no_room = sum(1 for r in rows if r[3] == NO_ROOM)
     claims.blocks.append(Para(
-        f"{held} held, {not_held} not held, {len(rows) - held - not_held} not run at this "
-        "scale. A verdict compares means; read the ± beside them before trusting a "
-        "difference smaller than its standard error."))
+        f"{held} held, {not_held} not held, {no_room} undecided (no room: the run's targets "
+        f"have singleton benign sets, so nothing can be reduced), "
+        f"{len(rows) - held - not_held - no_room} not run at this scale. A verdict compares "
+        "means; read the ± beside them before trusting a difference smaller than its "
+        "standard error."))
     claims.blocks.append(Table(["claim", "paper", "the paper says", "verdict", "our numbers",
                                 "paper's numbers", "decided by"], rows))
     sections = [intro, claims]
@@ -367,7 +370,7 @@ nav a{margin-right:.8em}
 
 def _cell_class(text: str) -> str:
     return {HELD: ' class="held"', NOT_HELD: ' class="not-held"'}.get(
-        text, ' class="not-run"' if text.startswith("not run") else "")
+        text, ' class="not-run"' if text.startswith(("not run", "undecided")) else "")
 
 
 def to_html(sections: list[Section]) -> str:
