@@ -12,7 +12,7 @@ from defense_helpers import accuracy, make_train_fn
 from cpoison.conformal import HPS, SplitConformal, coverage
 from cpoison.data.base import ImageDataset
 from cpoison.defenses import build_defense, parse_defense
-from cpoison.defenses.head_refit import refit_split
+from cpoison.defenses.head_refit import fit_clean_head, refit_split
 from cpoison.errors import ConfigError
 from cpoison.training import TrainSet, predict_logits
 
@@ -125,3 +125,15 @@ def test_bad_settings_give_one_clear_message(value: dict, fragment: str) -> None
 def test_a_calibration_set_too_small_to_split_is_named() -> None:
     with pytest.raises(ConfigError, match="calibration set of 8 examples"):
         build_defense("head_refit").check_sizes(1000, 8)
+
+
+def test_the_fitted_head_predicts_as_the_regression_with_two_or_absent_classes() -> None:
+    """The head folded back onto raw features separates two classes (scikit-learn keeps a
+    single row for them) and never predicts a class it has not seen."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 5, generator=gen) * torch.tensor([1.0, 5.0, 0.1, 1.0, 1.0]) + 3.0
+    y = (x[:, 1] > 3.0).long() * 2  # labels 0 and 2 of K = 4
+    head, facts = fit_clean_head(x, y, num_classes=4, folds=3, seed=0)
+    pred = head(x).argmax(1)
+    assert float((pred == y).float().mean()) > 0.95
+    assert set(pred.tolist()) <= {0, 2} and facts["folds"] == 3

@@ -101,6 +101,17 @@ def test_cpoison_report_rebuilds_an_audits_audit_md(folder_audit, tmp_path: Path
     assert after.split("## Data and setting")[0] == before.split("## Data and setting")[0]
 
 
+def test_cpoison_report_names_a_damaged_audit_record(folder_audit, tmp_path: Path,
+                                                     capsys) -> None:
+    root, _ = folder_audit
+    copy = tmp_path / "audit"
+    shutil.copytree(root / "out", copy)
+    (copy / "audit.json").write_text("{not json")
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "audit.json is not a readable audit record" in err and "\n" not in err
+
+
 def test_an_audit_resumes_and_extends(folder_audit, image_folder: Path) -> None:
     """The same audit again trains nothing; one more victim trains only its models."""
     root, _ = folder_audit

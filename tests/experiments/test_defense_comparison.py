@@ -4,7 +4,8 @@ grid values."""
 
 from __future__ import annotations
 
-from cpoison.experiments.defense_comparison import compare_to_none, comparison_table
+from cpoison.experiments.defense_comparison import compare_to_none
+from cpoison.experiments.report import comparison_table
 
 
 def _row(defense, reduction, acc, budget=0.02, score="hps", unsupported=False):

@@ -90,12 +90,17 @@ def refit_split(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tenso
     return mask
 
 
-def fit_head(features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int,
+def fit_clean_head(features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int,
              seed: int) -> tuple[nn.Linear, dict[str, Any]]:
     """Multinomial logistic regression on standardised ``features`` (L2 strength by
     stratified ``folds``-fold cross-validation, fewer folds where a class has fewer
-    examples), folded back into one ``nn.Linear`` on the
-    raw features. Classes absent from ``labels`` get a bias of -1e4 (never predicted)."""
+    examples), folded back into one ``nn.Linear`` on the raw features. Classes absent from
+    ``labels`` get a bias of -1e4 (never predicted).
+
+    Not :func:`cpoison.transfer.head.fit_head`: that fits the same model by Newton's method
+    with the exact ``(D + 1) K`` Hessian (right for the transfer head's few features), which
+    for a victim's 512 features is a 5,130-square system per step; scikit-learn's L-BFGS
+    does without it."""
     x = features.double().numpy()
     y = labels.numpy()
     mean, std = x.mean(0), x.std(0)
@@ -155,7 +160,7 @@ class HeadRefit(Defense):
         refit = refit_split(calibration_labels, self.config.refit_fraction, seed)
         feats = predict_features(model, calibration_images[refit], device)
         num_classes = int(model.head.out_features)  # type: ignore[union-attr]
-        head, facts = fit_head(feats, calibration_labels[refit], num_classes,
+        head, facts = fit_clean_head(feats, calibration_labels[refit], num_classes,
                                self.config.folds, derive_seed(seed, "head_refit_cv"))
         refitted = RefitHead(model, head.to(next(model.parameters()).device)).eval()
         return Adapted([refitted], ~refit, {"head_refit": facts})

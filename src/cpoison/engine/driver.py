@@ -194,6 +194,10 @@ def report_from_run(out: str | Path) -> Path:
     if (out / "audit.json").is_file():  # an audit's folder: its audit.md as well (SPEC 12)
         from cpoison.experiments.audit_report import write_audit_report
 
-        facts = json.loads((out / "audit.json").read_text())
+        try:
+            facts = json.loads((out / "audit.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{out / 'audit.json'} is not a readable audit record "
+                              f"({type(err).__name__}); re-run the audit to rewrite it") from None
         report, _ = write_audit_report(out, summary, config.model_dump(mode="json"), facts)
     return report

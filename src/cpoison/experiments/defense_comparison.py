@@ -6,14 +6,15 @@ without defense gives the reference. The table shows the attack's effect (the re
 for underconfidence the expansion, ratio) under both, the share the defense leaves
 (defended / undefended mean), the change in the benign victims' clean accuracy (the cost of
 the defense alone, in points), and whether the defense at least halves the effect while
-costing at most ``max_cost`` points.
+costing at most ``max_cost`` points. :func:`cpoison.experiments.report.comparison_table`
+writes it as the report's "Each defense against none".
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compare_to_none", "comparison_table"]
+__all__ = ["compare_to_none"]
 
 
 def _context(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -56,33 +57,3 @@ def compare_to_none(rows: list[dict[str, Any]], metric: str,
             "n_victims": row.get("n_victims"),
         })
     return out
-
-
-def _fmt(cell: Any) -> str:
-    if not isinstance(cell, dict) or cell.get("mean") is None:
-        return "-"
-    se = f" ± {cell['se']:.3f}" if cell.get("se") is not None else ""
-    return f"{cell['mean']:.3f}{se}"
-
-
-def comparison_table(rows: list[dict[str, Any]], metric: str, max_cost: float = 1.0) -> str:
-    """:func:`compare_to_none` as a Markdown table ('' when no row has a ``none`` twin)."""
-    records = compare_to_none(rows, metric, max_cost)
-    if not records:
-        return ""
-    grid = any(r["point"] for r in records)
-    lines = [
-        f"| {'grid | ' if grid else ''}defense | attack | score | {metric} without | with | "
-        f"share left | clean acc. change (pts) | halves at <= {max_cost:g} pt | n |",
-        "|" + "---|" * (10 if grid else 9),
-    ]
-    for r in records:
-        left = "-" if r["left"] is None else f"{r['left']:.2f}"
-        change = "-" if r["accuracy_change"] is None else f"{r['accuracy_change']:+.2f}"
-        where = ", ".join(f"{k}={v}" for k, v in r["point"]) + " | " if grid else ""
-        lines.append(
-            f"| {where}{r['defense']} | {r['attack']} | {r['score']} | "
-            f"{_fmt(r['effect_none'])} | "
-            f"{_fmt(r['effect'])} | {left} | {change} | {'yes' if r['halves'] else 'no'} | "
-            f"{r['n_victims']} |")
-    return "\n".join(lines)

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cpoison.experiments.defense_comparison import comparison_table  # noqa: E402
+from cpoison.experiments.defense_comparison import compare_to_none  # noqa: E402
 from cpoison.io import atomic_write, atomic_write_text  # noqa: E402
 
 
@@ -86,6 +86,29 @@ def table(rows: list[dict[str, Any]], grid_keys: list[str] | tuple[str, ...] = (
                   else _fmt(row.get(k)) for k, _ in columns]
         cells.append(_n(row))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparison_table(rows: list[dict[str, Any]], metric: str, max_cost: float = 1.0) -> str:
+    """:func:`~cpoison.experiments.defense_comparison.compare_to_none` as a Markdown table
+    ('' when no defended row has a ``none`` twin)."""
+    records = compare_to_none(rows, metric, max_cost)
+    if not records:
+        return ""
+    grid = any(r["point"] for r in records)
+    lines = [
+        f"| {'grid | ' if grid else ''}defense | attack | score | {metric} without | with | "
+        f"share left | clean acc. change (pts) | halves at <= {max_cost:g} pt | n |",
+        "|" + "---|" * (10 if grid else 9),
+    ]
+    for r in records:
+        left = "-" if r["left"] is None else f"{r['left']:.2f}"
+        change = "-" if r["accuracy_change"] is None else f"{r['accuracy_change']:+.2f}"
+        where = ", ".join(f"{k}={v}" for k, v in r["point"]) + " | " if grid else ""
+        lines.append(
+            f"| {where}{r['defense']} | {r['attack']} | {r['score']} | "
+            f"{_fmt(r['effect_none'])} | {_fmt(r['effect'])} | {left} | {change} | "
+            f"{'yes' if r['halves'] else 'no'} | {r['n_victims']} |")
     return "\n".join(lines)
 
 

@@ -285,13 +285,14 @@ class FullConformal:
             own = z.gather(1, self.y[:, None])[:, 0]
             others = z.scatter(1, self.y[:, None], float("-inf")).logsumexp(dim=1)
             self.log_odds = own - others
-            self.s_star = self.score.score_labels_no_grad(
-                (self.head.theta @ self.xa.T).T, self.y, u=self.u)
             # sqrt(max_c (e_c kron x_i)^T H^-1 (e_c kron x_i)): |d z_ic| <= this * ||d||_H
             blocks = self.hinv[torch.arange(k), :, torch.arange(k), :]  # [K, d1, d1]
             lev = torch.einsum("nd,cde,ne->nc", self.xa, blocks, self.xa)
             self.leverage = lev.amax(dim=1).clamp_min(0).sqrt()
-            if self._screening == "aps":  # distance of p_y to the nearest other label's p
+            if self._screening == "aps":  # scores at theta*, and the distance of p_y to
+                # the nearest other label's p (no rank change within it)
+                self.s_star = self.score.score_labels_no_grad(
+                    (self.head.theta @ self.xa.T).T, self.y, u=self.u)
                 prob = torch.softmax(z, dim=1)
                 gap = (prob - prob.gather(1, self.y[:, None])).abs()
                 gap.scatter_(1, self.y[:, None], float("inf"))
