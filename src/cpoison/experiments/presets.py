@@ -45,7 +45,7 @@ PRESETS: dict[tuple[str, str], Preset] = {
     ("fashion-mnist", "cpu-full"): Preset(
         dataset="fashion-mnist", model="mlp", model_kwargs={"hidden": 512},
         recipe=Recipe(epochs=40, lr=0.05, milestones=(0.5, 0.8), crop_padding=0, flip=False,
-                      precision="bf16"),
+                      precision="auto"),
         rscp_samples=32,
     ),
     ("fashion-mnist", "paper"): Preset(

@@ -35,6 +35,7 @@ from cpoison.training import (
     predict_logits,
     train_model,
 )
+from cpoison.training.precision import resolve_recipe
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,13 @@ class Workspace:
     # within this process (key: what determines the evaluation; a few entries)
     benign_evaluations: OrderedDict[tuple[object, ...], Any] = field(
         default_factory=OrderedDict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # the preset's precision, resolved for this device before any key is derived
+        # (``auto``: bf16 only where native; cpoison.training.precision)
+        recipe = resolve_recipe(self.preset.recipe, self.device)
+        if recipe is not self.preset.recipe:
+            self.preset = self.preset.model_copy(update={"recipe": recipe})
 
     @classmethod
     def for_dataset(
@@ -139,7 +147,8 @@ class Workspace:
         spec = self.spec(spec)
         return keys.model_key(
             dataset=self.digest, indices=data.indices, poison_ids=data.poison_ids,
-            poison_delta=data.poison_delta, recipe=recipe or self.preset.recipe,
+            poison_delta=data.poison_delta,
+            recipe=resolve_recipe(recipe or self.preset.recipe, self.device),
             arch=spec.arch, arch_kwargs=spec.kwargs or {}, seed=seed,
             device_type=device_type or self.device.type, trainer_version=TRAINER_VERSION,
             defense=defense,
@@ -165,7 +174,7 @@ class Workspace:
             raise ValueError("a model trained with defense hooks needs the defense's "
                              "settings for its key")
         defense = defense if hooks is not None else None
-        recipe = recipe or self.preset.recipe
+        recipe = resolve_recipe(recipe or self.preset.recipe, self.device)
         model = self.build(seed, spec)
         own = self.model_key(data, seed, spec, recipe, defense=defense)
         candidates = [own] + ([self.model_key(data, seed, spec, recipe, other, defense)

@@ -27,10 +27,11 @@ class Recipe(BaseModel):
     flip: bool = True
     channels_last: bool = Field(
         True, description="NHWC memory format for conv nets (faster on CPU; same numbers)")
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32", description="bf16: forward and backward under torch.autocast in bfloat16 "
-        "(weights, optimizer and loss stay fp32); about 2x faster on CPUs with avx512_bf16 "
-        "and on recent GPUs")
+        "(weights, optimizer and loss stay fp32), faster only where the hardware has it "
+        "(CPUs with avx512_bf16 / amx_bf16, recent GPUs) and several times slower elsewhere; "
+        "auto: bf16 where native, else fp32 (cpoison.training.precision)")
 
     @model_validator(mode="after")
     def _check_milestones(self) -> Recipe:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from cpoison.models import build_model
 from cpoison.seeding import derive_seed, make_generator
 from cpoison.training.augment import augment
+from cpoison.training.precision import resolve_precision
 from cpoison.training.recipe import Recipe
 from cpoison.training.trainset import TrainSet
 
@@ -71,7 +72,7 @@ def train_model(
     order_gen = make_generator(derive_seed(seed, "order"))
     extra_gen = make_generator(derive_seed(seed, "order-extra"))
     aug_gen = make_generator(derive_seed(seed, "augment"), device)
-    bf16 = recipe.precision == "bf16"
+    bf16 = resolve_precision(recipe.precision, device) == "bf16"
     n = len(data)
     steps_per_epoch = (n + recipe.batch_size - 1) // recipe.batch_size
     if hooks is not None:
