@@ -39,7 +39,7 @@ from transfer_setup import digits_features  # noqa: E402
 
 def looseness(s, args: argparse.Namespace) -> float:
     """Median over (candidate, training point) of the screening bound on the max-norm move of
-    the point's logits divided by the actual move (influence heads; uses FullConformal's
+    the point's centred logits divided by the actual move (influence heads; uses FullConformal's
     internals, as a diagnostic of why screening rescores what it does)."""
     k = 10
     cp = FullConformal("hps", args.alpha, "influence", args.lam, subset_size=None)
@@ -47,7 +47,8 @@ def looseness(s, args: argparse.Namespace) -> float:
     xt = add_bias_column(s.test_features[:20]).repeat_interleave(k, 0)
     theta, h_norm2 = cp._influence(xt, torch.arange(k).repeat(20))
     delta = theta - cp.head.theta
-    actual = torch.einsum("bkd,nd->bnk", delta, cp.xa).abs().amax(2)
+    moves = torch.einsum("bkd,nd->bnk", delta, cp.xa)
+    actual = (moves - moves.mean(dim=2, keepdim=True)).abs().amax(2)  # centred logits
     bound = h_norm2.sqrt()[:, None] * cp.leverage[None, :]
     return float((bound / actual).median())
 

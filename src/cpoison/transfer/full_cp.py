@@ -36,22 +36,28 @@ Three ways to get ``theta_y`` (``method``):
 
 *Screening* (``screen=True``, default; the sets are exactly those without it). The p-value
 counts the training points whose score under ``theta_y`` reaches the test point's. A
-candidate's head moves training logit ``z_ic`` by ``(e_c kron x_i)^T d`` with
-``d = theta_y - theta*``, at most ``sqrt((e_c kron x_i)^T H*^-1 (e_c kron x_i)) ||d||_H*``
-(Cauchy-Schwarz in the inner product of the training Hessian ``H*``: the point's leverage,
-computed once, times the candidate's step length, one number per candidate). That bounds
-the score: HPS's ``1 - p_y`` and NLL's ``-log p_y`` decrease with the label's log-odds,
-which move by at most twice the logit bound (a tight interval for confidently fitted
-points); APS and RAPS move by at most twice the logit bound as long as no label's
-probability comes within that distance of ``p_y``'s (their ranks cannot change, so neither
-can RAPS's penalty). A training point whose score interval lies entirely on one side of the
-test point's score is counted (or not) without being rescored. That bounds the count,
-hence ``p(y)``; where both bounds put the label on the same side of ``alpha`` its
-membership is decided, and only the other candidates' undecided points are rescored (their
-p-values are then exact; the others are returned as an interval, see
-:class:`FullCPResult`). Other scores are rescored in full,
-and so is every later chunk of test points once a chunk had to rescore more than 3/4 of
-its scores anyway (the bounds are too loose there to save time).
+candidate's head moves training point ``i``'s *centred* logit ``z_ic - mean_l z_il`` by
+``a_ic^T d`` with ``a_ic = (e_c - 1/K) kron x_i`` and ``d = theta_y - theta*``, at most
+``sqrt(a_ic^T H*^-1 a_ic) ||d||_H*`` (Cauchy-Schwarz in the inner product of the training
+Hessian ``H*``: the point's leverage, computed once, times the candidate's step length, one
+number per candidate). Every score sees the logits only through the softmax, which the
+centring leaves unchanged; without it the leverage would count the shift shared by all K
+logits (along ``1_K kron w``, where ``H*`` has only the penalty's curvature ``lam``),
+which no score sees. That bounds the score:
+
+* HPS's ``1 - p_y`` and NLL's ``-log p_y`` decrease with the label's log-odds, which move
+  by at most twice the logit bound (a tight interval for confidently fitted points);
+* APS and RAPS move by at most twice the logit bound as long as no label's probability
+  comes within that distance of ``p_y``'s (their ranks cannot change, so neither can
+  RAPS's penalty).
+
+A training point whose score interval lies entirely on one side of the test point's score
+is counted (or not) without being rescored. That bounds the count, hence ``p(y)``; where
+both bounds put the label on the same side of ``alpha`` its membership is decided, and only
+the other candidates' undecided points are rescored (their p-values are then exact; the
+others are returned as an interval, see :class:`FullCPResult`). Other scores are rescored
+in full, and so is every later chunk of test points once a chunk had to rescore more than
+3/4 of its scores anyway (the bounds are too loose there to save time).
 
 Cost: without screening every method scores the ``n + 1`` points under ``|test| x K``
 heads, so the training set of full CP is a seeded subset of ``subset_size`` points (default
@@ -285,9 +291,11 @@ class FullConformal:
             own = z.gather(1, self.y[:, None])[:, 0]
             others = z.scatter(1, self.y[:, None], float("-inf")).logsumexp(dim=1)
             self.log_odds = own - others
-            # sqrt(max_c (e_c kron x_i)^T H^-1 (e_c kron x_i)): |d z_ic| <= this * ||d||_H
-            blocks = self.hinv[torch.arange(k), :, torch.arange(k), :]  # [K, d1, d1]
-            lev = torch.einsum("nd,cde,ne->nc", self.xa, blocks, self.xa)
+            # sqrt(max_c a_ic^T H^-1 a_ic), a_ic = (e_c - 1/K) kron x_i: the move of the
+            # *centred* logit z_ic - mean_l z_il is a_ic^T d <= this * ||d||_H (module doc)
+            quad = torch.einsum("nd,kdle,ne->nkl", self.xa, self.hinv, self.xa)  # [n, K, K]
+            centre = torch.eye(k, dtype=F64, device=self.xa.device) - 1.0 / k  # rows: a_c
+            lev = torch.einsum("ck,nkl,cl->nc", centre, quad, centre)
             self.leverage = lev.amax(dim=1).clamp_min(0).sqrt()
             if self._screening == "aps":  # scores at theta*, and the distance of p_y to
                 # the nearest other label's p (no rank change within it)
