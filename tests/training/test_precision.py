@@ -48,20 +48,23 @@ def test_the_workspace_keys_the_resolved_precision(monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda n=native: n)
         ws = Workspace.open(auto, seed=0, store=tmp_path / "store", device="cpu",
                             progress=False)
-        assert ws.preset.recipe.precision == ("bf16" if native else "fp32")
         data = ws.trainset(ws.split.victim_train[:64])
         keys[native] = ws.model_key(data, seed=1)
-        pinned = ws.model_key(data, seed=1, recipe=ws.preset.recipe.model_copy(
+        pinned = ws.model_key(data, seed=1, recipe=auto.recipe.model_copy(
             update={"precision": "bf16" if native else "fp32"}))
         assert keys[native] == pinned  # auto's key is the key of what it resolved to
+        model = ws.train(data, seed=1)  # stored under that key
+        assert ws.store.load_model_meta(pinned, model) is not None
     assert keys[False] != keys[True]
 
 
-def test_the_demo_preset_trains_fp32_without_native_bf16(monkeypatch: pytest.MonkeyPatch,
-                                                          tmp_path) -> None:
-    """The cpu-full preset (the demo) asks for auto: on an AVX2-only CPU its victims train in
-    fp32, the same numbers as an explicit fp32 recipe."""
-    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: False)
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_trains_as_the_precision_it_resolves_to(monkeypatch: pytest.MonkeyPatch,
+                                                     native: bool) -> None:
+    """The cpu-full preset (the demo) asks for auto: without native bf16 its victims train
+    bit-identically to an explicit fp32 recipe, with it to an explicit bf16 one (and the
+    two differ)."""
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: native)
     assert get_preset("fashion-mnist", "cpu-full").recipe.precision == "auto"
     from cpoison.training import train_model
     from cpoison.training.trainset import TrainSet
@@ -78,7 +81,7 @@ def test_the_demo_preset_trains_fp32_without_native_bf16(monkeypatch: pytest.Mon
         recipe = Recipe(epochs=2, batch_size=16, crop_padding=0, flip=False,
                         precision=precision)
         outs.append(train_model(model, data, recipe, seed=0, device="cpu", progress=False))
-    for a, b in zip(outs[0].parameters(), outs[1].parameters()):
-        assert torch.equal(a, b)
-    assert not all(torch.equal(a, c) for a, c in zip(outs[0].parameters(),
-                                                     outs[2].parameters()))  # bf16 differs
+    auto, fp32, bf16 = (list(m.parameters()) for m in outs)
+    same = bf16 if native else fp32
+    assert all(torch.equal(a, b) for a, b in zip(auto, same))
+    assert not all(torch.equal(a, b) for a, b in zip(fp32, bf16))

@@ -131,3 +131,28 @@ def test_screening_gives_the_sets_and_bounds_of_rescoring_every_point(score, met
     assert fast.extra["rescored_share"] <= 1.0
     if n == 300 and score in ("hps", "nll"):  # most candidates decided by the bounds
         assert fast.extra["rescored_share"] < 0.5
+
+
+@pytest.mark.parametrize("method", ["influence", "exact"])
+def test_the_screening_bound_holds_for_centred_logits_and_is_tighter_than_uncentred(method):
+    """The leverage bounds every candidate's move of each training point's centred logits
+    (the only part any score sees), for influence and exactly refitted heads, and it is
+    smaller than the uncentred leverage, which also counts the shift shared by all K
+    logits (the direction where H* has only the penalty's curvature)."""
+    x, y = draw(260, 4, 4, seed=3, scale=1.0)
+    cp = FullConformal("hps", 0.1, method, lam=1.0, subset_size=None)
+    cp.fit(x[:200], y[:200], 4)
+    k = 4
+    xt = add_bias_column(x[200:]).repeat_interleave(k, 0)
+    yt = torch.arange(k).repeat(60)
+    theta = cp._influence(xt, yt)[0] if method == "influence" else cp._exact(xt, yt)[0]
+    delta = theta - cp.head.theta
+    h_norm = ((delta.flatten(1) @ cp.hess) * delta.flatten(1)).sum(1).sqrt()
+    moves = torch.einsum("bkd,nd->bnk", delta, cp.xa)
+    centred = (moves - moves.mean(dim=2, keepdim=True)).abs().amax(2)
+    bound = h_norm[:, None] * cp.leverage[None, :]
+    assert bool((centred <= bound * (1 + 1e-9) + 1e-12).all())
+    blocks = cp.hinv[torch.arange(k), :, torch.arange(k), :]
+    uncentred = torch.einsum("nd,cde,ne->nc", cp.xa, blocks, cp.xa).amax(1).sqrt()
+    assert bool((cp.leverage < uncentred).all())
+    assert float((cp.leverage / uncentred).median()) < 0.9

@@ -63,13 +63,6 @@ class Workspace:
     benign_evaluations: OrderedDict[tuple[object, ...], Any] = field(
         default_factory=OrderedDict, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        # the preset's precision, resolved for this device before any key is derived
-        # (``auto``: bf16 only where native; cpoison.training.precision)
-        recipe = resolve_recipe(self.preset.recipe, self.device)
-        if recipe is not self.preset.recipe:
-            self.preset = self.preset.model_copy(update={"recipe": recipe})
-
     @classmethod
     def for_dataset(
         cls, dataset: ImageDataset, preset: Preset, store: ArtifactStore, device: torch.device,
@@ -143,7 +136,9 @@ class Workspace:
     def model_key(self, data: TrainSet, seed: int, spec: ModelSpec | None = None,
                   recipe: Recipe | None = None, device_type: str | None = None,
                   defense: Any = None) -> str:
-        """The key of the model :meth:`train` would give (SPEC 11)."""
+        """The key of the model :meth:`train` would give (SPEC 11); a recipe's ``auto``
+        precision enters it resolved for this device (``cpoison.training.precision``), as
+        ``train_model`` resolves it, so the key names the precision really trained in."""
         spec = self.spec(spec)
         return keys.model_key(
             dataset=self.digest, indices=data.indices, poison_ids=data.poison_ids,
@@ -174,7 +169,7 @@ class Workspace:
             raise ValueError("a model trained with defense hooks needs the defense's "
                              "settings for its key")
         defense = defense if hooks is not None else None
-        recipe = resolve_recipe(recipe or self.preset.recipe, self.device)
+        recipe = recipe or self.preset.recipe
         model = self.build(seed, spec)
         own = self.model_key(data, seed, spec, recipe, defense=defense)
         candidates = [own] + ([self.model_key(data, seed, spec, recipe, other, defense)

@@ -293,9 +293,12 @@ class FullConformal:
             self.log_odds = own - others
             # sqrt(max_c a_ic^T H^-1 a_ic), a_ic = (e_c - 1/K) kron x_i: the move of the
             # *centred* logit z_ic - mean_l z_il is a_ic^T d <= this * ||d||_H (module doc)
-            quad = torch.einsum("nd,kdle,ne->nkl", self.xa, self.hinv, self.xa)  # [n, K, K]
-            centre = torch.eye(k, dtype=F64, device=self.xa.device) - 1.0 / k  # rows: a_c
-            lev = torch.einsum("ck,nkl,cl->nc", centre, quad, centre)
+            # = x_i^T B_c x_i, B_c = Hinv_cc - (2/K) sum_l Hinv_cl + (1/K^2) sum_kl Hinv_kl
+            # (H^-1 symmetric), so memory stays at K blocks of d1 x d1
+            idx = torch.arange(k, device=self.xa.device)
+            rows = self.hinv.sum(dim=2)  # [K, d1, d1]: sum_l Hinv[c, :, l, :]
+            blocks = self.hinv[idx, :, idx, :] - (2.0 / k) * rows + rows.sum(dim=0) / k**2
+            lev = torch.einsum("nd,cde,ne->nc", self.xa, blocks, self.xa)
             self.leverage = lev.amax(dim=1).clamp_min(0).sqrt()
             if self._screening == "aps":  # scores at theta*, and the distance of p_y to
                 # the nearest other label's p (no rank change within it)
