@@ -135,8 +135,9 @@ def test_api_calls_with_the_wrong_types():
     with pytest.raises(CpoisonError, match="generator must be a torch.Generator, got int"):
         SplitConformal(APS(), 0.1).calibrate(torch.randn(10, 3), torch.randint(3, (10,)),
                                              generator=5)
-    with pytest.raises(CpoisonError, match="logits must be a torch.Tensor, got list"):
-        SplitConformal(APS(), 0.1).calibrate([[0.1, 0.9]], [1])
+    with pytest.raises(CpoisonError, match="logits must be a torch.Tensor, a NumPy array or a "
+                       "list of floating-point numbers, got str"):
+        SplitConformal(APS(), 0.1).calibrate("[[0.1, 0.9]]", [1])
     with pytest.raises(DataError, match="delta must be a torch.Tensor"):
         PoisonSet([1], [[0.0]])
 

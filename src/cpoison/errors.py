@@ -22,3 +22,7 @@ class ConfigError(CpoisonError):
 
 class NotCalibratedError(CpoisonError):
     """A conformal predictor was used before ``calibrate`` was called."""
+
+
+class ProbabilitiesAsLogitsWarning(UserWarning):
+    """Probabilities (rows non-negative, summing to 1) were passed where logits belong."""

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from cpoison.conformal.inputs import ArrayLike, as_tensor
 from cpoison.conformal.scores import check_labels
 from cpoison.errors import CpoisonError
 
@@ -41,12 +43,12 @@ __all__ = [
 ]
 
 
-def _check_sets(sets: Tensor) -> Tensor:
-    if not isinstance(sets, Tensor) or sets.dim() != 2:
-        shape = tuple(sets.shape) if isinstance(sets, Tensor) else type(sets).__name__
-        raise CpoisonError(f"prediction sets must be a bool tensor [N, K], got {shape}")
-    if sets.dtype != torch.bool:
-        raise CpoisonError(f"prediction sets must be a bool tensor, got dtype {sets.dtype}")
+def _check_sets(sets: ArrayLike) -> Tensor:
+    sets = as_tensor(sets, "prediction sets", "bool")
+    if sets.dim() != 2:
+        raise CpoisonError(
+            f"prediction sets must be a bool tensor [N, K], got shape {tuple(sets.shape)}"
+        )
     if sets.shape[0] == 0:
         raise CpoisonError("prediction sets are empty (N = 0): no metric can be computed")
     return sets
@@ -59,24 +61,24 @@ def _check_num_classes(sets: Tensor, num_classes: int | None) -> int:
     return k
 
 
-def covered(sets: Tensor, labels: Tensor) -> Tensor:
+def covered(sets: ArrayLike, labels: ArrayLike) -> Tensor:
     """Per-point indicator ``1[y_i in C(x_i)]`` as a bool tensor ``[N]``."""
-    _check_sets(sets)
+    sets = _check_sets(sets)
     labels = check_labels(labels, sets.shape[0], sets.shape[1]).to(sets.device)
     return sets.gather(1, labels.unsqueeze(1)).squeeze(1)
 
 
-def coverage(sets: Tensor, labels: Tensor) -> float:
+def coverage(sets: ArrayLike, labels: ArrayLike) -> float:
     """Empirical coverage: the share of points whose true label is in their set."""
     return float(covered(sets, labels).double().mean())
 
 
-def set_sizes(sets: Tensor) -> Tensor:
+def set_sizes(sets: ArrayLike) -> Tensor:
     """Set sizes ``|C(x_i)|`` as an int64 tensor ``[N]``."""
     return _check_sets(sets).sum(dim=1)
 
 
-def mean_size(sets: Tensor) -> float:
+def mean_size(sets: ArrayLike) -> float:
     """Mean set size."""
     return float(set_sizes(sets).double().mean())
 
@@ -91,34 +93,41 @@ def _per_class_mean(values: Tensor, labels: Tensor, k: int) -> Tensor:
 
 
 def class_conditional_coverage(
-    sets: Tensor, labels: Tensor, num_classes: int | None = None
+    sets: ArrayLike, labels: ArrayLike, num_classes: int | None = None
 ) -> Tensor:
     """Coverage among the points of each true class, float64 ``[K]`` (NaN if absent)."""
-    k = _check_num_classes(_check_sets(sets), num_classes)
+    sets = _check_sets(sets)
+    k = _check_num_classes(sets, num_classes)
+    labels = check_labels(labels, sets.shape[0], k).to(sets.device)
     hit = covered(sets, labels)
-    return _per_class_mean(hit, labels.to(sets.device).long(), k)
+    return _per_class_mean(hit, labels, k)
 
 
-def class_conditional_size(sets: Tensor, labels: Tensor, num_classes: int | None = None) -> Tensor:
+def class_conditional_size(
+    sets: ArrayLike, labels: ArrayLike, num_classes: int | None = None
+) -> Tensor:
     """Mean set size among the points of each true class, float64 ``[K]`` (NaN if absent)."""
-    k = _check_num_classes(_check_sets(sets), num_classes)
+    sets = _check_sets(sets)
+    k = _check_num_classes(sets, num_classes)
     labels = check_labels(labels, sets.shape[0], k).to(sets.device)
     return _per_class_mean(set_sizes(sets), labels, k)
 
 
-def size_histogram(sets: Tensor) -> Tensor:
+def size_histogram(sets: ArrayLike) -> Tensor:
     """Counts of set sizes ``0, 1, ..., K`` as an int64 tensor ``[K + 1]``."""
-    k = _check_sets(sets).shape[1]
+    sets = _check_sets(sets)
+    k = sets.shape[1]
     return torch.bincount(set_sizes(sets), minlength=k + 1)
 
 
-def empty_share(sets: Tensor) -> float:
+def empty_share(sets: ArrayLike) -> float:
     """Share of empty sets."""
     return float((set_sizes(sets) == 0).double().mean())
 
 
-def full_share(sets: Tensor) -> float:
+def full_share(sets: ArrayLike) -> float:
     """Share of sets holding every label."""
+    sets = _check_sets(sets)
     return float((set_sizes(sets) == sets.shape[1]).double().mean())
 
 
@@ -127,10 +136,12 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def summarize(
-    sets: Tensor, labels: Tensor, num_classes: int | None = None
+    sets: ArrayLike, labels: ArrayLike, num_classes: int | None = None
 ) -> dict[str, float | int | list[float | None] | list[int]]:
-    """All set metrics of SPEC 3.3 as a JSON-friendly dict (NaN per class -> ``None``)."""
-    k = _check_num_classes(_check_sets(sets), num_classes)
+    """All the set metrics above as a JSON-friendly dict (NaN per class -> ``None``)."""
+    sets = _check_sets(sets)
+    k = _check_num_classes(sets, num_classes)
+    labels = check_labels(labels, sets.shape[0], k)
     return {
         "n": int(sets.shape[0]),
         "num_classes": k,
@@ -179,14 +190,18 @@ def normalized_reduction_ratio(benign_size: float, victim_size: float) -> float:
     return reduction_ratio(b, victim_size) / (1.0 - 1.0 / b)
 
 
-def prediction_consistency(benign: Tensor, victim: Tensor) -> float:
+def prediction_consistency(benign: ArrayLike, victim: ArrayLike) -> float:
     """Share of inputs with the same argmax label under the benign and the victim model.
 
-    Takes logits ``[N, K]`` or predicted labels ``[N]`` for each.
+    Takes logits ``[N, K]`` or predicted labels ``[N]`` for each (tensors, arrays or lists).
     """
     preds = []
     for name, t in (("benign", benign), ("victim", victim)):
-        if not isinstance(t, Tensor) or t.dim() not in (1, 2) or t.shape[0] == 0:
+        if not isinstance(t, Tensor):
+            arr = np.asarray(t) if isinstance(t, (list, tuple, np.ndarray)) else None
+            kind = "int" if arr is not None and arr.ndim == 1 else "float"
+            t = as_tensor(t, name, kind)
+        if t.dim() not in (1, 2) or t.shape[0] == 0:
             raise CpoisonError(f"{name} must be non-empty logits [N, K] or labels [N]")
         preds.append(t.argmax(dim=1) if t.dim() == 2 else t.long())
     if preds[0].shape != preds[1].shape:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cpoison.conformal.inputs import ArrayLike, as_tensor
 from cpoison.conformal.quantile import check_alpha, conformal_quantile
 from cpoison.conformal.scores import ConformalScore, build_score, check_logits
 from cpoison.errors import CpoisonError, NotCalibratedError
@@ -32,8 +33,9 @@ from cpoison.errors import CpoisonError, NotCalibratedError
 __all__ = ["SplitConformal", "sets_from_scores"]
 
 
-def sets_from_scores(scores: Tensor, threshold: Tensor | float) -> Tensor:
+def sets_from_scores(scores: ArrayLike, threshold: Tensor | float) -> Tensor:
     """``scores <= threshold`` without rounding the threshold to a narrower dtype."""
+    scores = as_tensor(scores, "scores", "float")
     thr = torch.as_tensor(threshold, device=scores.device)
     if not thr.is_floating_point():
         thr = thr.to(torch.float64)
@@ -97,25 +99,30 @@ class SplitConformal:
 
     def calibrate(
         self,
-        logits: Tensor,
-        labels: Tensor,
+        logits: ArrayLike,
+        labels: ArrayLike,
         generator: torch.Generator | None = None,
     ) -> SplitConformal:
         """Compute the threshold from calibration ``logits [n, K]`` and ``labels [n]``.
 
-        ``generator`` supplies the uniforms of randomized scores (required for them).
+        Tensors, NumPy arrays or lists; logits that look like probabilities (rows
+        non-negative, summing to 1) are warned about. ``generator`` supplies the uniforms of
+        randomized scores (required for them).
         """
-        check_logits(logits, "calibration logits")
-        scores = self.score.score_labels_no_grad(
-            logits, labels, generator=generator, chunk_size=self.chunk_size
+        logits = check_logits(logits, "calibration logits", warn_probabilities=True)
+        scores = self.score._score_labels_no_grad(
+            logits, labels, generator, None, self.chunk_size
         )
         return self.calibrate_from_scores(scores, num_classes=logits.shape[1])
 
     def calibrate_from_scores(
-        self, scores: Tensor, num_classes: int | None = None
+        self, scores: ArrayLike, num_classes: int | None = None
     ) -> SplitConformal:
-        """Compute the threshold from precomputed calibration scores ``[n]``."""
-        scores = scores.detach()
+        """Compute the threshold from precomputed calibration scores ``[n]``.
+
+        A tensor, NumPy array or list of floats (the score of each point's true label).
+        """
+        scores = as_tensor(scores, "calibration scores", "float").detach()
         self.threshold = conformal_quantile(scores, self.alpha)
         self.n_calibration = int(scores.shape[0])
         self.calibration_scores = scores
@@ -129,27 +136,32 @@ class SplitConformal:
             )
         return self.threshold
 
-    def predict(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Prediction sets ``C(x) = {y : S(x, y) <= q}`` as a bool tensor ``[N, K]``."""
+    def predict(self, logits: ArrayLike, generator: torch.Generator | None = None) -> Tensor:
+        """Prediction sets ``C(x) = {y : S(x, y) <= q}`` as a bool tensor ``[N, K]``.
+
+        ``logits [N, K]``: a tensor, NumPy array or list.
+        """
         threshold = self._require_calibrated()
-        check_logits(logits)
+        logits = check_logits(logits, warn_probabilities=True)
         if self.num_classes is not None and logits.shape[1] != self.num_classes:
             raise CpoisonError(
                 f"logits have {logits.shape[1]} classes but the predictor was calibrated "
                 f"with {self.num_classes}"
             )
         out = torch.empty(logits.shape, dtype=torch.bool, device=logits.device)
-        chunks = self.score.iter_chunks(logits, generator=generator, chunk_size=self.chunk_size)
+        chunks = self.score._iter_chunks(logits, generator, None, self.chunk_size)
         for rows, chunk in chunks:
             out[rows] = sets_from_scores(chunk, threshold)
         return out
 
-    def predict_from_scores(self, scores: Tensor) -> Tensor:
-        """Prediction sets from precomputed test scores ``[N, K]``."""
+    def predict_from_scores(self, scores: ArrayLike) -> Tensor:
+        """Prediction sets from precomputed test scores ``[N, K]`` (tensor, array or list)."""
         threshold = self._require_calibrated()
-        if not isinstance(scores, Tensor) or scores.dim() != 2:
-            shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-            raise CpoisonError(f"test scores must have shape [N, K], got {shape}")
+        scores = as_tensor(scores, "test scores", "float")
+        if scores.dim() != 2:
+            raise CpoisonError(
+                f"test scores must have shape [N, K], got shape {tuple(scores.shape)}"
+            )
         if self.num_classes is not None and scores.shape[1] != self.num_classes:
             raise CpoisonError(
                 f"scores have {scores.shape[1]} classes but the predictor was calibrated "

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cpoison.conformal.inputs import ArrayLike, as_tensor
 from cpoison.errors import ConfigError, CpoisonError
 
 __all__ = ["check_alpha", "conformal_quantile", "conformal_rank", "min_calibration_size"]
@@ -82,7 +83,7 @@ def min_calibration_size(alpha: float) -> int:
     return n
 
 
-def conformal_quantile(scores: Tensor, alpha: float) -> Tensor:
+def conformal_quantile(scores: ArrayLike, alpha: float) -> Tensor:
     """The conformal threshold ``q`` of 1-D calibration ``scores`` at level ``alpha``.
 
     Returns a 0-d tensor of the scores' dtype and device: the ``k``-th smallest score,
@@ -90,19 +91,17 @@ def conformal_quantile(scores: Tensor, alpha: float) -> Tensor:
     ``+inf`` with a :class:`UserWarning` when ``k > n``. Differentiable with respect to the
     selected score.
 
-    Raises :class:`ConfigError` for ``alpha`` outside (0, 1) and :class:`CpoisonError` for
-    empty, non-1-D, non-floating or NaN scores.
+    ``scores`` may be a tensor, a NumPy array or a list of floats. Raises
+    :class:`ConfigError` for ``alpha`` outside (0, 1) and :class:`CpoisonError` for empty,
+    non-1-D, non-floating or NaN scores.
     """
     alpha = check_alpha(alpha)
-    if not isinstance(scores, Tensor):
-        raise CpoisonError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
+    scores = as_tensor(scores, "calibration scores", "float")
     if scores.dim() != 1:
         raise CpoisonError(
             f"calibration scores must be 1-D (one per calibration point), "
             f"got shape {tuple(scores.shape)}"
         )
-    if not scores.is_floating_point():
-        raise CpoisonError(f"scores must be a floating-point tensor, got dtype {scores.dtype}")
     n = scores.shape[0]
     if n == 0:
         raise CpoisonError("the calibration set is empty: conformal calibration needs scores")

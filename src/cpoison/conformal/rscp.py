@@ -37,6 +37,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from cpoison.conformal.inputs import ArrayLike, as_tensor
 from cpoison.conformal.quantile import check_alpha, conformal_quantile
 from cpoison.conformal.scores import HPS, ConformalScore, check_labels, draw_uniform
 from cpoison.errors import ConfigError, CpoisonError, NotCalibratedError
@@ -131,16 +132,19 @@ class RSCP:
     def _smoothed(
         self,
         model: nn.Module,
-        x: Tensor,
+        x: ArrayLike,
         generator: torch.Generator | None,
         n_samples: int | None,
     ) -> Tensor:
         if not isinstance(model, nn.Module):
             raise CpoisonError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not isinstance(x, Tensor) or x.dim() < 1:
+        if not isinstance(x, Tensor):  # a NumPy array or a list: onto the model's device
+            param = next(iter(model.parameters()), None)
+            x = as_tensor(x, "x", "float")
+            x = x if param is None else x.to(param.device)
+        x = as_tensor(x, "x", "float")
+        if x.dim() < 1:
             raise CpoisonError("x must be a tensor with a leading batch dimension")
-        if not x.is_floating_point():
-            raise CpoisonError(f"x must be a floating-point tensor, got dtype {x.dtype}")
         if generator is None:
             raise CpoisonError(
                 "RSCP needs randomness for its noise: pass "
@@ -185,7 +189,7 @@ class RSCP:
     def smoothed_scores(
         self,
         model: nn.Module,
-        x: Tensor,
+        x: ArrayLike,
         generator: torch.Generator | None,
         n_samples: int | None = None,
     ) -> Tensor:
@@ -196,7 +200,7 @@ class RSCP:
     def smoothed_scores_grad(
         self,
         model: nn.Module,
-        x: Tensor,
+        x: ArrayLike,
         generator: torch.Generator | None,
         n_samples: int | None = None,
     ) -> Tensor:
@@ -210,8 +214,8 @@ class RSCP:
     def smoothed_score_labels(
         self,
         model: nn.Module,
-        x: Tensor,
-        labels: Tensor,
+        x: ArrayLike,
+        labels: ArrayLike,
         generator: torch.Generator | None,
         n_samples: int | None = None,
     ) -> Tensor:
@@ -254,17 +258,20 @@ class RSCPConformal:
     def calibrate(
         self,
         model: nn.Module,
-        x: Tensor,
-        labels: Tensor,
+        x: ArrayLike,
+        labels: ArrayLike,
         generator: torch.Generator | None,
     ) -> RSCPConformal:
         """Compute ``tau`` from calibration inputs ``x`` and ``labels``."""
         scores = self.rscp.smoothed_score_labels(model, x, labels, generator)
         return self.calibrate_from_scores(scores)
 
-    def calibrate_from_scores(self, smoothed_scores: Tensor) -> RSCPConformal:
-        """Compute ``tau`` from precomputed calibration smoothed scores ``[n]``."""
-        smoothed_scores = smoothed_scores.detach()
+    def calibrate_from_scores(self, smoothed_scores: ArrayLike) -> RSCPConformal:
+        """Compute ``tau`` from precomputed calibration smoothed scores ``[n]``.
+
+        A tensor, NumPy array or list of floats.
+        """
+        smoothed_scores = as_tensor(smoothed_scores, "smoothed scores", "float").detach()
         self.threshold = conformal_quantile(smoothed_scores, self.alpha)
         self.n_calibration = int(smoothed_scores.shape[0])
         self.calibration_scores = smoothed_scores
@@ -286,15 +293,17 @@ class RSCPConformal:
             )
         return self.threshold
 
-    def predict(self, model: nn.Module, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    def predict(self, model: nn.Module, x: ArrayLike, generator: torch.Generator | None) -> Tensor:
         """Prediction sets for inputs ``x`` as a bool tensor ``[N, K]``."""
         self._require_calibrated()
         return self.predict_from_scores(self.rscp.smoothed_scores(model, x, generator))
 
-    def predict_from_scores(self, smoothed_scores: Tensor) -> Tensor:
-        """Prediction sets from precomputed smoothed test scores ``[N, K]``."""
+    def predict_from_scores(self, smoothed_scores: ArrayLike) -> Tensor:
+        """Prediction sets from precomputed smoothed test scores ``[N, K]`` (tensor, array or
+        list)."""
         tau = self._require_calibrated()
-        if not isinstance(smoothed_scores, Tensor) or smoothed_scores.dim() != 2:
+        smoothed_scores = as_tensor(smoothed_scores, "smoothed test scores", "float")
+        if smoothed_scores.dim() != 2:
             raise CpoisonError("smoothed test scores must be a tensor of shape [N, K]")
         n_nan = int(torch.isnan(smoothed_scores).sum().item())
         if n_nan:

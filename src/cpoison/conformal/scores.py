@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cpoison.conformal.inputs import ArrayLike, as_tensor, warn_if_probabilities
 from cpoison.errors import ConfigError, CpoisonError
 
 __all__ = [
@@ -63,27 +64,33 @@ __all__ = [
 DEFAULT_CHUNK_ELEMENTS = 1 << 22
 
 
-def check_logits(logits: Tensor, what: str = "logits") -> None:
-    """Raise :class:`CpoisonError` unless ``logits`` is a finite floating ``[N, K]`` tensor."""
-    if not isinstance(logits, Tensor):
-        raise CpoisonError(f"{what} must be a torch.Tensor, got {type(logits).__name__}")
+def check_logits(
+    logits: ArrayLike, what: str = "logits", warn_probabilities: bool = False
+) -> Tensor:
+    """``logits`` as a finite floating ``[N, K]`` tensor, or :class:`CpoisonError`.
+
+    Lists and NumPy arrays are converted (:func:`~cpoison.conformal.inputs.as_tensor`).
+    With ``warn_probabilities``, rows that look like probabilities (non-negative, summing to
+    1) give a :class:`~cpoison.errors.ProbabilitiesAsLogitsWarning`.
+    """
+    logits = as_tensor(logits, what, "float")
     if logits.dim() != 2:
         raise CpoisonError(f"{what} must have shape [N, K], got shape {tuple(logits.shape)}")
-    if not logits.is_floating_point():
-        raise CpoisonError(f"{what} must be a floating-point tensor, got dtype {logits.dtype}")
     if logits.shape[1] < 1:
         raise CpoisonError(f"{what} must have at least one class column, got shape [N, 0]")
     if logits.numel() == 0:
-        return
-    lo, hi = torch.aminmax(logits)  # one fast pass; NaN propagates, inf shows up
-    if bool(torch.isfinite(lo)) and bool(torch.isfinite(hi)):
-        return
-    n_bad = int((~torch.isfinite(logits)).sum().item())
-    if n_bad:
-        raise CpoisonError(
-            f"{what} contain {n_bad} non-finite value(s) (NaN or inf) out of {logits.numel()}; "
-            "check the model's outputs"
-        )
+        return logits
+    lo, hi = torch.aminmax(logits.detach())  # one fast pass; NaN propagates, inf shows up
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        n_bad = int((~torch.isfinite(logits)).sum().item())
+        if n_bad:
+            raise CpoisonError(
+                f"{what} contain {n_bad} non-finite value(s) (NaN or inf) out of "
+                f"{logits.numel()}; check the model's outputs"
+            )
+    if warn_probabilities and bool(lo >= 0) and bool(hi <= 1):  # rare for logits: then sum
+        warn_if_probabilities(logits, what, stacklevel=4)
+    return logits
 
 
 def draw_uniform(
@@ -109,16 +116,13 @@ def draw_uniform(
     return u.to(device=like.device, dtype=like.dtype)
 
 
-def check_labels(labels: Tensor, n: int, k: int) -> Tensor:
-    """Validate integer ``labels [n]`` in ``[0, k)``; return them as int64."""
-    if not isinstance(labels, Tensor):
-        raise CpoisonError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+def check_labels(labels: ArrayLike, n: int, k: int) -> Tensor:
+    """Validate integer ``labels [n]`` in ``[0, k)`` (tensor, array or list); return int64."""
+    labels = as_tensor(labels, "labels", "int")
     if labels.dim() != 1 or labels.shape[0] != n:
         raise CpoisonError(
             f"labels must have shape [{n}] to match the logits, got shape {tuple(labels.shape)}"
         )
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise CpoisonError(f"labels must be an integer tensor, got dtype {labels.dtype}")
     if n:
         lo, hi = int(labels.min().item()), int(labels.max().item())
         if lo < 0 or hi >= k:
@@ -184,7 +188,7 @@ class ConformalScore:
         return self._scores_from_probs(self.probabilities(logits), u)
 
     def _resolve_u(
-        self, logits: Tensor, generator: torch.Generator | None, u: Tensor | None
+        self, logits: Tensor, generator: torch.Generator | None, u: ArrayLike | None
     ) -> Tensor | None:
         """The per-input uniforms: ``None`` when not randomized, else ``u`` or a fresh draw."""
         if not self.randomized:
@@ -192,8 +196,7 @@ class ConformalScore:
         n = logits.shape[0]
         if u is None:
             return draw_uniform(n, generator, logits, what=f"randomized {self.name.upper()}")
-        if not isinstance(u, Tensor):
-            raise CpoisonError(f"u must be a torch.Tensor, got {type(u).__name__}")
+        u = as_tensor(u, "u", "float")
         if u.dim() != 1 or u.shape[0] != n:
             raise CpoisonError(
                 f"u must have shape [{n}] (one uniform per input), got shape {tuple(u.shape)}"
@@ -204,45 +207,46 @@ class ConformalScore:
         return u
 
     # -- public API ------------------------------------------------------------------------
+    # Logits, labels and u may be tensors, NumPy arrays or lists (cpoison.conformal.inputs);
+    # logits that look like probabilities are warned about once per call.
 
     def score(
         self,
-        logits: Tensor,
+        logits: ArrayLike,
         generator: torch.Generator | None = None,
-        u: Tensor | None = None,
+        u: ArrayLike | None = None,
     ) -> Tensor:
         """Scores of every label, ``[N, K]``; differentiable with respect to ``logits``.
 
         ``u`` (``[N]``, in ``[0, 1]``) overrides the draw from ``generator`` for randomized
         scores; both are ignored by non-randomized scores.
         """
-        check_logits(logits)
-        u_ = self._resolve_u(logits, generator, u)
-        return self._scores_from_logits(logits, u_)
+        logits = check_logits(logits, warn_probabilities=True)
+        return self._scores_from_logits(logits, self._resolve_u(logits, generator, u))
 
     __call__ = score
 
     def score_labels(
         self,
-        logits: Tensor,
-        labels: Tensor,
+        logits: ArrayLike,
+        labels: ArrayLike,
         generator: torch.Generator | None = None,
-        u: Tensor | None = None,
+        u: ArrayLike | None = None,
     ) -> Tensor:
         """Scores of the given labels, ``[N]``; differentiable with respect to ``logits``.
 
         Uses the same draw of ``u`` as :meth:`score` would for the same generator state.
         """
-        check_logits(logits)
+        logits = check_logits(logits, warn_probabilities=True)
         labels = check_labels(labels, logits.shape[0], logits.shape[1])
-        full = self.score(logits, generator=generator, u=u)
+        full = self._scores_from_logits(logits, self._resolve_u(logits, generator, u))
         return full.gather(1, labels.to(full.device).unsqueeze(1)).squeeze(1)
 
     def iter_chunks(
         self,
-        logits: Tensor,
+        logits: ArrayLike,
         generator: torch.Generator | None = None,
-        u: Tensor | None = None,
+        u: ArrayLike | None = None,
         chunk_size: int | None = None,
     ) -> Iterator[tuple[slice, Tensor]]:
         """Yield ``(rows, scores[rows])`` chunk by chunk under ``torch.no_grad``.
@@ -250,7 +254,17 @@ class ConformalScore:
         ``u`` is drawn once for all ``N`` rows before chunking, so the values do not depend on
         ``chunk_size`` and equal those of :meth:`score`. Memory is bounded by the chunk.
         """
-        check_logits(logits)
+        logits = check_logits(logits, warn_probabilities=True)
+        return self._iter_chunks(logits, generator, u, chunk_size)
+
+    def _iter_chunks(
+        self,
+        logits: Tensor,
+        generator: torch.Generator | None,
+        u: ArrayLike | None,
+        chunk_size: int | None,
+    ) -> Iterator[tuple[slice, Tensor]]:
+        """:meth:`iter_chunks` on logits already checked (the arguments are checked now)."""
         n, k = logits.shape
         if chunk_size is None:
             chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // k)
@@ -258,36 +272,55 @@ class ConformalScore:
             raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         with torch.no_grad():
             u_ = self._resolve_u(logits, generator, u)
-            for start in range(0, n, chunk_size):
-                rows = slice(start, min(n, start + chunk_size))
-                yield rows, self._scores_from_logits(logits[rows], None if u_ is None else u_[rows])
+
+        def chunks() -> Iterator[tuple[slice, Tensor]]:
+            with torch.no_grad():
+                for start in range(0, n, chunk_size):
+                    rows = slice(start, min(n, start + chunk_size))
+                    yield rows, self._scores_from_logits(
+                        logits[rows], None if u_ is None else u_[rows]
+                    )
+
+        return chunks()
 
     def score_no_grad(
         self,
-        logits: Tensor,
+        logits: ArrayLike,
         generator: torch.Generator | None = None,
-        u: Tensor | None = None,
+        u: ArrayLike | None = None,
         chunk_size: int | None = None,
     ) -> Tensor:
         """Fast no-grad :meth:`score` for large ``N``, computed in row chunks."""
+        logits = check_logits(logits, warn_probabilities=True)
         out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
-        for rows, chunk in self.iter_chunks(logits, generator, u, chunk_size):
+        for rows, chunk in self._iter_chunks(logits, generator, u, chunk_size):
             out[rows] = chunk
         return out
 
     def score_labels_no_grad(
         self,
-        logits: Tensor,
-        labels: Tensor,
+        logits: ArrayLike,
+        labels: ArrayLike,
         generator: torch.Generator | None = None,
-        u: Tensor | None = None,
+        u: ArrayLike | None = None,
         chunk_size: int | None = None,
     ) -> Tensor:
         """Fast no-grad :meth:`score_labels` for large ``N``, computed in row chunks."""
-        check_logits(logits)
+        logits = check_logits(logits, warn_probabilities=True)
+        return self._score_labels_no_grad(logits, labels, generator, u, chunk_size)
+
+    def _score_labels_no_grad(
+        self,
+        logits: Tensor,
+        labels: ArrayLike,
+        generator: torch.Generator | None,
+        u: ArrayLike | None,
+        chunk_size: int | None,
+    ) -> Tensor:
+        """:meth:`score_labels_no_grad` on logits already checked."""
         labels = check_labels(labels, logits.shape[0], logits.shape[1]).to(logits.device)
         out = torch.empty(logits.shape[0], dtype=logits.dtype, device=logits.device)
-        for rows, chunk in self.iter_chunks(logits, generator, u, chunk_size):
+        for rows, chunk in self._iter_chunks(logits, generator, u, chunk_size):
             out[rows] = chunk.gather(1, labels[rows].unsqueeze(1)).squeeze(1)
         return out
 
