@@ -189,6 +189,8 @@ def test_one_warning_per_call():
     probs = torch.softmax(logits, dim=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        APS().score_labels_no_grad(probs, labels, generator=torch.Generator().manual_seed(0))
+        APS().score_labels(probs, labels, generator=torch.Generator().manual_seed(0))
         SplitConformal(HPS(), 0.1).calibrate(probs, labels)
+        # the bulk path does not warn: the RPS defense scores vote shares (rows sum to 1)
+        APS().score_labels_no_grad(probs, labels, generator=torch.Generator().manual_seed(0))
     assert sum(issubclass(w.category, ProbabilitiesAsLogitsWarning) for w in caught) == 2

@@ -18,7 +18,8 @@ sentence naming the argument, what it got and what it takes. NumPy arrays become
 that share memory with the array when it is writable.
 
 Probabilities passed where logits belong (every row non-negative and summing to 1) are
-accepted but warned about with :class:`~cpoison.errors.ProbabilitiesAsLogitsWarning`: the
+accepted but warned about by the predictors (``calibrate``, ``predict``) and the scores'
+``score`` / ``score_labels``, with :class:`~cpoison.errors.ProbabilitiesAsLogitsWarning`: the
 scores apply a softmax, so probabilities would be squashed a second time and give different
 sets. Pass ``log(p)`` instead (the softmax of ``log p`` is ``p``; clip ``p`` away from 0,
 since logits must be finite).

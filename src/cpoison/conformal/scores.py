@@ -207,8 +207,10 @@ class ConformalScore:
         return u
 
     # -- public API ------------------------------------------------------------------------
-    # Logits, labels and u may be tensors, NumPy arrays or lists (cpoison.conformal.inputs);
-    # logits that look like probabilities are warned about once per call.
+    # Logits, labels and u may be tensors, NumPy arrays or lists (cpoison.conformal.inputs).
+    # score / score_labels (and SplitConformal) warn once per call about logits that look like
+    # probabilities; the bulk no-grad paths do not, since the RPS defense scores its vote
+    # shares pi = counts / k_t (rows summing to 1) through them on purpose.
 
     def score(
         self,
@@ -254,7 +256,7 @@ class ConformalScore:
         ``u`` is drawn once for all ``N`` rows before chunking, so the values do not depend on
         ``chunk_size`` and equal those of :meth:`score`. Memory is bounded by the chunk.
         """
-        logits = check_logits(logits, warn_probabilities=True)
+        logits = check_logits(logits)
         return self._iter_chunks(logits, generator, u, chunk_size)
 
     def _iter_chunks(
@@ -291,7 +293,7 @@ class ConformalScore:
         chunk_size: int | None = None,
     ) -> Tensor:
         """Fast no-grad :meth:`score` for large ``N``, computed in row chunks."""
-        logits = check_logits(logits, warn_probabilities=True)
+        logits = check_logits(logits)
         out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
         for rows, chunk in self._iter_chunks(logits, generator, u, chunk_size):
             out[rows] = chunk
@@ -306,7 +308,7 @@ class ConformalScore:
         chunk_size: int | None = None,
     ) -> Tensor:
         """Fast no-grad :meth:`score_labels` for large ``N``, computed in row chunks."""
-        logits = check_logits(logits, warn_probabilities=True)
+        logits = check_logits(logits)
         return self._score_labels_no_grad(logits, labels, generator, u, chunk_size)
 
     def _score_labels_no_grad(
