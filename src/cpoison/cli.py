@@ -41,9 +41,11 @@ def _non_negative_float(text: str) -> float:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--store", "--cache-dir", dest="store", default=None,
+    p.add_argument("--store", "--cache-dir", dest="store", action="append", default=None,
                    help="artifact store for models, poisons and cells: a folder or an fsspec "
-                   "URL every worker reaches (default $CPOISON_CACHE or ~/.cache/cpoison)")
+                   "URL every worker reaches (default $CPOISON_CACHE or ~/.cache/cpoison); "
+                   "repeat it to add stores that are only read, such as a folder of cells "
+                   "from cpoison export-cells (the first is written)")
     p.add_argument("--no-cache", action="store_true",
                    help="train every model afresh (artifacts go to OUT/artifacts)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps or auto (default)")
@@ -189,8 +191,25 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_executor(p)
 
-    p = sub.add_parser("report", help="rebuild report.md, plots and summary.json of a run")
+    p = sub.add_parser("report", help="rebuild report.md, plots and summary.json of a run, "
+                       "or of every run in a folder of exported cells (no training)")
+    p.add_argument("run", help="run folder (holding config.resolved.yaml, results.sqlite) or "
+                   "a folder written by cpoison export-cells")
+    p.add_argument("--out", default=None,
+                   help="folder of exported cells: write each run's report to OUT/NAME "
+                   "(default: FOLDER/runs/NAME)")
+
+    p = sub.add_parser(
+        "export-cells", help="export a run's evaluated cells (no models) to a folder that "
+        "other runs read with --store and cpoison report rebuilds a report from",
+        description="Write every evaluated cell of RUN (small JSON files named by their "
+        "content keys) into FOLDER/cells/, and RUN's config and plan into FOLDER/runs/NAME/. "
+        "Commit or share the folder; a run given --store STORE --store FOLDER reuses its "
+        "cells and computes only the missing ones.")
     p.add_argument("run", help="run folder (holding config.resolved.yaml, results.sqlite)")
+    p.add_argument("folder", help="folder (or fsspec URL) to write the cells into")
+    p.add_argument("--name", default=None, help="the run's name in FOLDER/runs/ (default: "
+                   "the run folder's name)")
     return parser
 
 
@@ -303,14 +322,29 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from cpoison.engine.cells import is_cells_folder, report_from_cells
     from cpoison.engine.driver import report_from_run
 
+    if is_cells_folder(args.run):
+        for path in report_from_cells(args.run, args.out):
+            print(f"wrote {path}")
+        return 0
     print(f"wrote {report_from_run(args.run)}")
     return 0
 
 
+def _cmd_export_cells(args: argparse.Namespace) -> int:
+    from cpoison.engine.cells import export_cells
+
+    done = export_cells(args.run, args.folder, args.name)
+    print(f"exported {done.written} cells ({done.unchanged} already there) to {done.folder} "
+          f"as run {done.name}")
+    return 0
+
+
 COMMANDS = {"data": _cmd_data, "cp": _cmd_cp, "attack": _cmd_attack, "demo": _cmd_demo,
-            "audit": _cmd_audit, "reproduce": _cmd_reproduce, "report": _cmd_report}
+            "audit": _cmd_audit, "reproduce": _cmd_reproduce, "report": _cmd_report,
+            "export-cells": _cmd_export_cells}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,30 @@ class StoreError(CpoisonError):
     """The artifact store cannot be reached or written."""
 
 
-class ArtifactStore:
-    """Bytes under ``<root>/<kind>/<key><suffix>``; ``root`` is a folder or an fsspec URL."""
+StoreSpec = str | Path | Sequence[str | Path] | None
 
-    def __init__(self, root: str | Path) -> None:
+
+def split_stores(store: StoreSpec) -> tuple[str, tuple[str, ...]]:
+    """(the store written, the stores only read) of ``store``: one folder or URL, or several
+    (``--store`` repeated: the first written, the others read-only layers); None is
+    :func:`default_store`."""
+    if store is None or isinstance(store, (str, Path)):
+        return str(store or default_store()), ()
+    stores = [str(s) for s in store]
+    if not stores:
+        return default_store(), ()
+    return stores[0], tuple(stores[1:])
+
+
+class ArtifactStore:
+    """Bytes under ``<root>/<kind>/<key><suffix>``; ``root`` is a folder or an fsspec URL.
+
+    ``layers`` (SPEC 11, stores in layers): further stores (folders or fsspec URLs) that are
+    only read: a lookup that misses ``root`` tries them in order; every write goes to
+    ``root``. A folder of exported cells (:mod:`cpoison.engine.cells`) is such a layer."""
+
+    def __init__(self, root: str | Path, layers: Sequence[str | Path | ArtifactStore] = ()
+                 ) -> None:
         self.root = str(root)
         self.is_url = "://" in self.root
         if self.is_url:
@@ -66,9 +87,19 @@ class ArtifactStore:
                 self.fs, self.base = fsspec.core.url_to_fs(self.root)
             except (ImportError, ValueError) as err:
                 raise StoreError(f"artifact store {self.root}: {err}") from None
+        self.layers = tuple(layer if isinstance(layer, ArtifactStore) else ArtifactStore(layer)
+                            for layer in layers)
 
     def __repr__(self) -> str:
-        return f"ArtifactStore({self.root!r})"
+        extra = f", layers={[layer.root for layer in self.layers]!r}" if self.layers else ""
+        return f"ArtifactStore({self.root!r}{extra})"
+
+    def check_layers(self) -> None:
+        """StoreError naming a read-only layer folder that does not exist (a typo would
+        otherwise silently recompute every cell); URLs are checked when read."""
+        for layer in self.layers:
+            if not layer.is_url and not Path(layer.root).is_dir():
+                raise StoreError(f"store layer {layer.root} is not a folder")
 
     def _path(self, kind: str, key: str, suffix: str) -> str:
         name = f"{kind}/{key}{suffix}"
@@ -84,6 +115,11 @@ class ArtifactStore:
             raise StoreError(f"artifact store {self.root} cannot be written: {err}") from None
 
     def exists(self, kind: str, key: str, suffix: str) -> bool:
+        """Whether ``root`` or one of the read-only layers holds the file."""
+        return self._exists_here(kind, key, suffix) or any(
+            layer.exists(kind, key, suffix) for layer in self.layers)
+
+    def _exists_here(self, kind: str, key: str, suffix: str) -> bool:
         path = self._path(kind, key, suffix)
         try:
             return bool(self.fs.exists(path)) if self.is_url else Path(path).is_file()
@@ -104,6 +140,15 @@ class ArtifactStore:
             raise StoreError(f"artifact store {self.root}: cannot write {path}: {err}") from None
 
     def get(self, kind: str, key: str, suffix: str) -> bytes | None:
+        """The bytes from ``root``, else from the first read-only layer that has them."""
+        data = self._get_here(kind, key, suffix)
+        for layer in self.layers:
+            if data is not None:
+                break
+            data = layer.get(kind, key, suffix)
+        return data
+
+    def _get_here(self, kind: str, key: str, suffix: str) -> bytes | None:
         path = self._path(kind, key, suffix)
         try:
             if self.is_url:

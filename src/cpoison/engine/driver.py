@@ -61,8 +61,9 @@ def run(
     points = expand_grid(config)  # every grid cell validated before anything runs
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
-    store = ArtifactStore(opts.store)
+    store = opts.artifact_store()
     store.check_writable()
+    store.check_layers()
     workspaces: dict[int, Workspace] = {}
 
     def workspace(point: GridPoint) -> Workspace:
@@ -78,12 +79,12 @@ def run(
         check_output_folder(out)
         _claim(out, config, points, workspace)
         cells = cells_of(points, workspace)
-        trained = _execute(out, points, cells, opts, workspace, runner, store)
+        trained, computed = _execute(out, points, cells, opts, workspace, runner, store)
     finally:
         runner.close()
     summary = summarize(out, config, points, cells)
     summary.update(wall_seconds=time.perf_counter() - start, trained_models=len(trained),
-                   executor=executor)
+                   computed_cells=computed, executor=executor)
     atomic_write_json(out / "summary.json", summary)
     write_report(out, summary, config.model_dump(mode="json"))
     return summary
@@ -104,18 +105,20 @@ def _claim(out: Path, config: ExperimentConfig, points: list[GridPoint],
 
 
 def _execute(out: Path, points: list[GridPoint], cells: list[Cell], opts: RunOptions,
-             workspace: Any, runner: Any, store: ArtifactStore) -> list[str]:
+             workspace: Any, runner: Any, store: ArtifactStore) -> tuple[list[str], int]:
+    """Run the cells missing from the database and from every store layer; returns the
+    models trained and the number of cells computed."""
     db = ResultStore(out / "results.sqlite")
     trained: list[str] = []
     try:
         db.set_fact("plan", [c.key for c in cells])
         done = db.done_keys()
         pending = []
-        for cell in cells:  # cells computed by another run into the shared store
+        for cell in cells:  # cells computed by another run into the store or a layer
             if cell.key in done:
                 continue
             stored = store.get_json("cells", cell.key)
-            if stored is not None and stored.get("rows"):
+            if isinstance(stored, dict) and stored.get("rows"):
                 _record(db, points, cell, stored["rows"])
             else:
                 pending.append(cell)
@@ -134,7 +137,7 @@ def _execute(out: Path, points: list[GridPoint], cells: list[Cell], opts: RunOpt
         bar.close()
     finally:
         db.close()
-    return trained
+    return trained, len(pending)
 
 
 def _record(db: ResultStore, points: list[GridPoint], cell: Cell,

@@ -15,9 +15,9 @@ from cpoison.experiments.workspace import Workspace
 # the scores, the victim architecture and the defense they are evaluated with, the run's
 # name, the other attacks and the grid (each point is keyed by its own values); ``data``
 # (how a user's data is split) is in the dataset's content digest, hence in the surrogate's
-# key.
+# key; ``precision`` is in every model's key through its resolved recipe.
 NOT_CRAFTING = {"name", "n_victims", "n_repeats", "scores", "victim", "defense", "attacks",
-                "grid", "data"}
+                "grid", "data", "precision"}
 
 # Goals whose targets and bases the engine chooses by goal (SPEC 4.1: goal eligibility of
 # the targets, bases by GOAL_POISON_CLASS); their poison keys carry this version so that

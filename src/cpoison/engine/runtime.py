@@ -23,7 +23,8 @@ class RunOptions:
 
     ``threads``: torch intra-op threads each unit sets (None leaves torch's default; Ray
     workers default to their CPU share, as two torch processes spinning on the same cores
-    slow each other several-fold)."""
+    slow each other several-fold). ``layers``: stores only read, after ``store`` (SPEC 11,
+    stores in layers: e.g. a folder of exported cells)."""
 
     store: str
     data_root: str | None = None
@@ -31,6 +32,11 @@ class RunOptions:
     progress: bool = True
     any_device: bool = False
     threads: int | None = None
+    layers: tuple[str, ...] = ()
+
+    def artifact_store(self) -> ArtifactStore:
+        """The artifact store: ``store`` written, ``layers`` read after it."""
+        return ArtifactStore(self.store, self.layers)
 
 
 _DATASETS: dict[tuple[object, ...], ImageDataset] = {}
@@ -66,13 +72,16 @@ def workspace_for(opts: RunOptions, config: ExperimentConfig) -> Workspace:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     public = config.transfer.public_fraction if config.transfer is not None else None
-    key = (opts, config.dataset, config.data, config.preset, config.seed, config.setting,
-           public)
+    key = (opts, config.dataset, config.data, config.preset, config.precision, config.seed,
+           config.setting, public)
     if key not in _WORKSPACES:
         dataset = dataset_for(config, opts.data_root)
         preset = get_preset(config.dataset, config.preset)
+        if config.precision is not None:  # pinned by the config over the preset's recipe
+            preset = preset.model_copy(update={"recipe": preset.recipe.model_copy(
+                update={"precision": config.precision})})
         _WORKSPACES[key] = Workspace.for_dataset(
-            dataset, preset, ArtifactStore(opts.store), get_device(opts.device),
+            dataset, preset, opts.artifact_store(), get_device(opts.device),
             seed=config.seed, setting=config.setting, progress=opts.progress,
             any_device=opts.any_device, public_fraction=public)
     return _WORKSPACES[key]

@@ -203,7 +203,7 @@ def audit(
     model: str,
     out: str | Path,
     *,
-    store: str | Path | None = None,
+    store: Any = None,
     device: str | None = None,
     progress: bool = True,
     use_cache: bool = True,
@@ -223,7 +223,8 @@ def audit(
         model: ``package.module:function`` or ``path/to/file.py:function`` returning an
             ``nn.Module`` for ``(in_channels, num_classes, image_size)``, or a registry name.
         out: the run folder (``audit.md``, ``report.md``, plots, ``results.sqlite``).
-        store: artifact store (default ``$CPOISON_CACHE`` or ``~/.cache/cpoison``);
+        store: artifact store (default ``$CPOISON_CACHE`` or ``~/.cache/cpoison``), or a
+            list of stores (the first written, the others only read);
             ``use_cache=False`` keeps the artifacts in ``OUT/artifacts``.
         device, progress, any_device, threads, executor, executor_options: as for
             :func:`cpoison.experiments.runner.run_experiment`.
@@ -239,7 +240,7 @@ def audit(
     Raises:
         ConfigError, DataError: any bad input, before anything is trained.
     """
-    from cpoison.engine.artifacts import default_store
+    from cpoison.engine.artifacts import split_stores
     from cpoison.engine.driver import check_output_folder, run
     from cpoison.engine.grid import expand_grid
     from cpoison.engine.runtime import RunOptions, workspace_for
@@ -252,9 +253,10 @@ def audit(
         check_output_folder(out)
     path = _data_path(data, out, settings.get("test_fraction"), settings.get("seed", 0))
     config = audit_config(path, model, **settings)
+    written, layers = split_stores(store)
     if not use_cache:
-        store = out / "artifacts"
-    opts = RunOptions(store=str(store or default_store()), device=device, progress=progress,
+        written = str(out / "artifacts")
+    opts = RunOptions(store=written, layers=layers, device=device, progress=progress,
                       any_device=any_device, threads=threads)
     summary = run(config, out, opts, executor, executor_options)
     ws = workspace_for(opts, expand_grid(config)[0].config)

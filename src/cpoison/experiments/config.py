@@ -272,6 +272,10 @@ class ExperimentConfig(BaseModel):
     preset: str = Field("cpu", description="cpu, cpu-full, paper, ...; default 'audit' for "
                         "a user's data (SPEC 12)")
     seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] | None = Field(
+        None, description="the training precision of every model, replacing the preset's "
+        "(auto: bf16 where the CPU has it natively, else fp32); pin fp32 for a run that "
+        "another kind of CPU will continue from its exported cells")
     setting: Literal["black-box", "white-box"] = "black-box"
     transfer: TransferConfig | None = Field(
         None, description="the transfer setting (SPEC 2): frozen pretrained extractor, "

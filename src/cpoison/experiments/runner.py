@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cpoison.engine.artifacts import default_store
+from cpoison.engine.artifacts import StoreSpec, split_stores
 from cpoison.engine.driver import run
 from cpoison.engine.runtime import RunOptions
 from cpoison.experiments.config import ExperimentConfig, load_config
@@ -22,7 +22,7 @@ def run_experiment(
     config: ExperimentConfig,
     out: str | Path,
     data_root: str | Path | None = None,
-    store: str | Path | None = None,
+    store: StoreSpec = None,
     device: str | None = None,
     progress: bool = True,
     use_cache: bool = True,
@@ -35,11 +35,14 @@ def run_experiment(
 
     Models, poisons and evaluated cells go to the artifact store ``store`` (a folder or an
     fsspec URL; default ``$CPOISON_CACHE`` or ``~/.cache/cpoison``) and are reused from it.
-    ``use_cache=False`` keeps them in ``out/artifacts`` instead, so every model of a new
-    run is trained afresh (and the run still resumes)."""
+    A list of stores is layered: the first is written, the others only read (e.g. a folder
+    of cells exported from another machine, :mod:`cpoison.engine.cells`).
+    ``use_cache=False`` writes to ``out/artifacts`` instead (the read-only layers are still
+    read), so every model of a new run is trained afresh (and the run still resumes)."""
+    written, layers = split_stores(store)
     if not use_cache:
-        store = Path(out) / "artifacts"
-    opts = RunOptions(store=str(store or default_store()),
+        written = str(Path(out) / "artifacts")
+    opts = RunOptions(store=written, layers=layers,
                       data_root=str(data_root) if data_root else None, device=device,
                       progress=progress, any_device=any_device, threads=threads)
     return run(config, out, opts, executor, executor_options)

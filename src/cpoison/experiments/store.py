@@ -87,6 +87,15 @@ class ResultStore:
                 out.append({**row, "cell": key, "point": json.loads(point)})
         return out
 
+    def cells(self) -> list[dict[str, Any]]:
+        """Every stored cell as ``{key, point, repeat, attack, victim, rows}``, in the order
+        they were written."""
+        records = self._query(
+            "SELECT key, point, repeat, attack, victim, rows FROM cells ORDER BY rowid")
+        return [{"key": key, "point": json.loads(point), "repeat": repeat, "attack": attack,
+                 "victim": victim, "rows": json.loads(rows)}
+                for key, point, repeat, attack, victim, rows in records]
+
     def set_fact(self, key: str, value: Any) -> None:
         try:
             with self.conn:

@@ -82,7 +82,7 @@ class Workspace:
     @classmethod
     def open(
         cls, preset: Preset, seed: int = 0, setting: str = "black-box",
-        data_root: str | Path | None = None, store: str | Path | None = None,
+        data_root: str | Path | None = None, store: Any = None,
         device: str | None = None, progress: bool = True, use_cache: bool = True,
     ) -> Workspace:
         """Load ``preset``'s dataset and open its workspace (library use and ``cpoison cp``).
@@ -92,13 +92,14 @@ class Workspace:
         temporary store, deleted at exit."""
         from cpoison.data import load_dataset
         from cpoison.device import get_device
-        from cpoison.engine.artifacts import default_store
+        from cpoison.engine.artifacts import split_stores
 
         dataset = load_dataset(preset.dataset, root=data_root, seed=seed)
+        written, layers = split_stores(store)
         if not use_cache:  # a private store, removed when the process exits
-            store = tempfile.mkdtemp(prefix="cpoison-store-")
-            atexit.register(shutil.rmtree, store, ignore_errors=True)
-        return cls.for_dataset(dataset, preset, ArtifactStore(store or default_store()),
+            written = tempfile.mkdtemp(prefix="cpoison-store-")
+            atexit.register(shutil.rmtree, written, ignore_errors=True)
+        return cls.for_dataset(dataset, preset, ArtifactStore(written, layers),
                                get_device(device), seed, setting, progress)
 
     @property

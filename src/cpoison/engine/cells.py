@@ -1,0 +1,152 @@
+"""Runs that outlast one machine (SPEC 11, stores in layers): a run's evaluated cells (their
+rows, no model) exported to a folder, read back as a read-only layer of the artifact store,
+and the report rebuilt from such a folder without training.
+
+The folder has the artifact store's layout for cells, so it *is* a store layer::
+
+    FOLDER/cells/<cell key>.json          one file per cell: key, grid point, repeat,
+                                          attack, victim and the rows of every score
+    FOLDER/runs/<name>/config.resolved.yaml   the config of an exported run
+    FOLDER/runs/<name>/plan.json              its planned cell keys, in report order
+
+Cell files are small, strict JSON with sorted keys, and their names are content keys
+(:mod:`cpoison.engine.keys`): the same cell exported from two machines is the same file, so
+a folder can be committed and extended over days. A key holds the precision the models
+were actually trained in (``auto`` resolves to bf16 where the CPU has it natively, fp32
+elsewhere), so a run continued on another kind of CPU must pin ``precision`` in its config
+to find the cells of the first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cpoison.engine.artifacts import ArtifactStore
+from cpoison.errors import ConfigError
+from cpoison.experiments.store import ResultStore
+from cpoison.io import json_safe
+
+log = logging.getLogger(__name__)
+
+CELLS_FORMAT = 1
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(json_safe(obj), sort_keys=True, indent=1, allow_nan=False,
+                       default=str) + "\n").encode()
+
+
+def _run_name(name: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+    if not clean:
+        raise ConfigError(f"export name {name!r} has no usable character")
+    return clean
+
+
+@dataclass(frozen=True)
+class Export:
+    """What :func:`export_cells` did: cells written, cells already there, the run's name."""
+
+    written: int
+    unchanged: int
+    name: str
+    folder: str
+
+
+def export_cells(run: str | Path, folder: str | Path, name: str | None = None) -> Export:
+    """Write every evaluated cell of the run folder ``run`` (its ``results.sqlite``) into
+    ``folder`` (a folder or an fsspec URL), with the run's config and plan under
+    ``runs/<name>/`` (default name: the run folder's name). Files already holding the same
+    bytes are left alone, so re-exporting a resumed run only adds its new cells."""
+    run = Path(run)
+    for needed in ("config.resolved.yaml", "results.sqlite"):
+        if not (run / needed).is_file():
+            raise ConfigError(f"{run} is not a cpoison run folder (no {needed})")
+    name = _run_name(name or run.resolve().name)
+    target = ArtifactStore(folder)
+    db = ResultStore(run / "results.sqlite")
+    try:
+        cells = db.cells()
+        plan = db.fact("plan") or []
+    finally:
+        db.close()
+    written = unchanged = 0
+    for cell in cells:
+        data = _json_bytes({"format": CELLS_FORMAT, **cell})
+        if target.get("cells", cell["key"], ".json") == data:
+            unchanged += 1
+            continue
+        target.put("cells", cell["key"], ".json", data)
+        written += 1
+    target.put(f"runs/{name}", "config.resolved", ".yaml",
+               (run / "config.resolved.yaml").read_bytes())
+    target.put(f"runs/{name}", "plan", ".json", _json_bytes(plan))
+    log.info("exported %d cells (%d already there) of %s to %s", written, unchanged, run,
+             folder)
+    return Export(written, unchanged, name, str(folder))
+
+
+def is_cells_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder of exported cells (``runs/`` and ``cells/``)."""
+    path = Path(path)
+    return (path / "runs").is_dir() and (path / "cells").is_dir()
+
+
+def read_cell(store: ArtifactStore, key: str) -> dict[str, Any] | None:
+    """The exported (or stored) record of cell ``key``, None when absent or without rows."""
+    record = store.get_json("cells", key)
+    if not isinstance(record, dict) or not record.get("rows"):
+        return None
+    return record
+
+
+def report_from_cells(folder: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Rebuild ``summary.json``, ``report.md`` and the plots of every run exported to
+    ``folder`` (a folder of cells; see the module docstring) into ``out/<name>/`` (default
+    ``folder/runs/<name>/``), from the cells alone: no dataset, no model, no training.
+    Cells of a plan missing from the folder are left out, with a warning naming how many."""
+    from cpoison.engine.driver import build_summary
+    from cpoison.experiments.config import validate_config
+    from cpoison.experiments.report import write_report
+    from cpoison.io import atomic_write_json
+
+    folder = Path(folder)
+    if not is_cells_folder(folder):
+        raise ConfigError(f"{folder} is not a folder of exported cells (no runs/ and cells/)")
+    store = ArtifactStore(folder)
+    reports = []
+    for run in sorted(p for p in (folder / "runs").iterdir() if p.is_dir()):
+        config_path = run / "config.resolved.yaml"
+        try:
+            raw = yaml.safe_load(config_path.read_text())
+            plan = json.loads((run / "plan.json").read_text())
+        except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{run}: unreadable exported run ({err})") from None
+        config = validate_config(raw, str(config_path))
+        rows, missing = [], 0
+        for key in plan:
+            record = read_cell(store, key)
+            if record is None:
+                missing += 1
+                continue
+            point = record.get("point") or {}
+            rows.extend({**row, "cell": key, "point": point} for row in record["rows"])
+        if missing:
+            log.warning("%s: %d of %d planned cells are not in %s; the report leaves them "
+                        "out", run.name, missing, len(plan), folder)
+        target = Path(out) / run.name if out is not None else run
+        target.mkdir(parents=True, exist_ok=True)
+        summary = build_summary(config, rows)
+        summary["missing_cells"] = missing
+        atomic_write_json(target / "summary.json", summary)
+        reports.append(write_report(target, summary, config.model_dump(mode="json")))
+    if not reports:
+        raise ConfigError(f"{folder}/runs holds no exported run")
+    return reports
