@@ -26,13 +26,13 @@ from cpoison.defenses.base import TrainingHooks
 from cpoison.training import Recipe, TrainSet, build_seeded_model, train_model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--arch", default="mlp", choices=["mlp", "convnet"])
     parser.add_argument("--only", nargs="*", default=None, help="defense names to run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     ds = load_digits(seed=0)

@@ -49,13 +49,13 @@ def export(dataset: str, out: Path, fmt: str, data_root: str | None) -> Path:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder (ImageFolder) or file (.npz) to write")
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--format", choices=("imagefolder", "npz"), default="imagefolder")
     parser.add_argument("--data-root", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"wrote {export(args.dataset, Path(args.out), args.format, args.data_root)}")
 
 

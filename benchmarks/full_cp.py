@@ -18,6 +18,7 @@ Times are the median of ``--repeats`` predictions (naive: one). Prints times, sp
 ratios (goals: exact >= 10x faster than naive, influence >= 100x faster than exact),
 influence-vs-exact set agreement (goal >= 99 %) and coverage (goal >= 1 - alpha - 0.01).
 Usage: python benchmarks/full_cp.py [--alpha 0.1] [--naive-points 10] [--repeats 3]
+       [--scores hps,aps,raps] [--test-points 500]
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def looseness(s, args: argparse.Namespace) -> float:
     return float((bound / actual).median())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--lam", type=float, default=1.0)
@@ -62,10 +63,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed predictions per method (median; naive: one)")
-    args = parser.parse_args()
+    parser.add_argument("--test-points", type=int, default=None,
+                        help="predict only the first N of the 500 test points")
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     s = digits_features(args.seed)
+    if args.test_points is not None:
+        s.test_features = s.test_features[: args.test_points]
+        s.test_labels = s.test_labels[: args.test_points]
     n, k, n_test = s.train_features.shape[0], 10, s.test_features.shape[0]
     print(f"digits: n = {n} full-CP training points, D = {s.train_features.shape[1]}, K = {k}, "
           f"{n_test} test points, alpha = {args.alpha}, lam = {args.lam}, tol = 1e-9 "

@@ -6,6 +6,7 @@ thread count, alternating the order over ``--rounds`` rounds, and prints seconds
 and the implied time of one 40-epoch victim. Nothing is stored.
 
 Usage: python benchmarks/precision.py [--epochs 2] [--rounds 2] [--threads 1,2]
+       [--dataset fashion-mnist --preset cpu-full]  (another preset's victims, e.g. digits cpu)
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from cpoison.experiments.workspace import Workspace
 from cpoison.training import train_model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", default="1,2")
-    args = parser.parse_args()
-    preset = get_preset("fashion-mnist", "cpu-full")
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--preset", default="cpu-full")
+    args = parser.parse_args(argv)
+    preset = get_preset(args.dataset, args.preset)
     ws = Workspace.open(preset, seed=0, progress=False, use_cache=False)
     data = ws.trainset(ws.split.victim_train)
     times: dict[tuple[int, str], list[float]] = {}
@@ -41,6 +44,8 @@ def main() -> None:
                 train_model(ws.build(0), data, recipe, 0, "cpu", progress=False)
                 seconds = (time.perf_counter() - start) / args.epochs
                 times.setdefault((threads, precision), []).append(seconds)
+    print(f"{args.dataset}/{args.preset} victims ({preset.model}), {len(data)} training images, "
+          f"{args.epochs} epoch(s) per timing")
     print(f"{'threads':>7} {'precision':>9} {'s/epoch (best)':>15} {'40-epoch victim s':>18}")
     for (threads, precision), values in sorted(times.items()):
         best = min(values)

@@ -23,11 +23,11 @@ from cpoison.transfer.theorem import theorem41_table  # noqa: E402
 from transfer_setup import digits_features  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lam", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
     setup = digits_features(args.seed)

@@ -19,7 +19,7 @@ Each model runs in the NHWC ``channels_last`` memory format (what
 plain contiguous NCHW format, unless ``--formats`` picks one.
 
 Usage: ``python benchmarks/training.py [--steps 20] [--resnet-steps 3] [--warmup 3]
-[--threads N] [--device cpu|cuda] [--formats channels_last,contiguous]``.
+[--threads N] [--device cpu|cuda] [--formats channels_last,contiguous] [--matmul-size 2048]``.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def bench(case: Case, device: torch.device, warmup: int, fmt: str) -> dict[str, 
             "img_s": BATCH / seconds, "gflops": flops / seconds / 1e9}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per convnet")
     parser.add_argument("--resnet-steps", type=int, default=3, help="timed resnet18 steps")
@@ -120,9 +120,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--matmul-size", type=int, default=2048,
+                        help="n of the n x n matmuls that measure the fp32 peak")
     parser.add_argument("--formats", default="channels_last,contiguous",
                         help="comma-separated memory formats: channels_last, contiguous")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -138,8 +140,9 @@ def main() -> None:
         cases.append(Case("resnet18 3x32x32", "resnet18", 3, 32, {}, args.resnet_steps))
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"device {device}, {torch.get_num_threads()} threads, batch {BATCH}")
-    peak = matmul_gflops(device)
-    print(f"fp32 matmul 2048x2048: {peak:.1f} GFLOP/s")
+    n = args.matmul_size
+    peak = matmul_gflops(device, n)
+    print(f"fp32 matmul {n}x{n}: {peak:.1f} GFLOP/s")
     header = (f"{'model':<22}{'format':>15}{'params':>12}{'GFLOP/step':>12}{'ms/step':>10}"
               f"{'img/s':>10}{'GFLOP/s':>10}{'% matmul':>10}")
     print(header)
@@ -150,7 +153,7 @@ def main() -> None:
             print(f"{case.label:<22}{fmt:>15}{r['params']:>12,}{r['gflop_step']:>12.3f}"
                   f"{r['ms_step']:>10.1f}{r['img_s']:>10.0f}{r['gflops']:>10.1f}"
                   f"{100 * r['gflops'] / peak:>9.1f}%")
-    peak_after = matmul_gflops(device)
+    peak_after = matmul_gflops(device, n)
     print(f"fp32 matmul again after the runs: {peak_after:.1f} GFLOP/s "
           "(a large change means the machine was busy)")
 
