@@ -19,8 +19,12 @@ $(VENV)/.stamp-install: $(VENV)/.stamp-venv pyproject.toml
 	$(PIP) install -q -e .
 	touch $@
 
+# torchcp without its dependencies: the TorchCP adapter's tests need only its split conformal
+# classification code, not the graph / LLM / torchsort parts whose packages it requires
+# (torchsort compiles against torch); the tests stand in for those modules at import.
 $(VENV)/.stamp-dev: $(VENV)/.stamp-install pyproject.toml
 	$(PIP) install -q -e ".[dev,ray]"
+	$(PIP) install -q --no-deps "torchcp>=1.1"
 	touch $@
 
 $(VENV)/.stamp-docs: $(VENV)/.stamp-install pyproject.toml

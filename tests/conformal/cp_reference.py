@@ -1,4 +1,5 @@
-"""Independent plain-numpy reference of SPEC 3.1 / 3.2, and a MAPIE helper, for the tests.
+"""Independent plain-numpy reference of SPEC 3.1 / 3.2 for the tests (and the package's
+MAPIE helper, FixedProbaClassifier, re-exported).
 
 Written from the SPEC definitions with explicit loops, sharing no code with cpoison.
 """
@@ -9,7 +10,11 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+
+from cpoison.conformal.adapters import FixedProbaClassifier
+
+__all__ = ["FixedProbaClassifier", "make_data", "ref_quantile", "ref_rank", "ref_scores",
+           "ref_softmax"]
 
 
 def ref_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -59,23 +64,6 @@ def ref_quantile(cal_scores: np.ndarray, alpha: float) -> float:
     if k > n:
         return math.inf
     return float(sorted(cal_scores.tolist())[k - 1])
-
-
-class FixedProbaClassifier(ClassifierMixin, BaseEstimator):
-    """A prefit 'classifier' whose predict_proba returns its input: X is the probabilities."""
-
-    def __init__(self, n_classes: int = 10) -> None:
-        self.n_classes = n_classes
-
-    def fit(self, X, y=None):  # noqa: N803 - sklearn naming
-        self.classes_ = np.arange(self.n_classes)
-        return self
-
-    def predict_proba(self, X):  # noqa: N803
-        return np.asarray(X, dtype=np.float64)
-
-    def predict(self, X):  # noqa: N803
-        return np.argmax(np.asarray(X), axis=1)
 
 
 def make_data(seed: int, n: int, k: int, scale: float = 2.0) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,10 @@ class SplitConformal:
         Miscoverage level in (0, 1); default 0.1 (SPEC 3.2).
     chunk_size:
         Rows per chunk of the no-grad scoring path (``None``: about 4M logits per chunk).
+    generator:
+        Default source of the uniforms of randomized scores, used by :meth:`calibrate` and
+        :meth:`predict` when they are given none (so that the predictor satisfies the
+        two-method :class:`~cpoison.conformal.adapters.ConformalPredictor` protocol).
 
     Attributes (after :meth:`calibrate`)
     ------------------------------------
@@ -76,6 +80,7 @@ class SplitConformal:
         score: ConformalScore | str,
         alpha: float = 0.1,
         chunk_size: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         if isinstance(score, str):
             score = build_score(score)
@@ -87,10 +92,18 @@ class SplitConformal:
         self.score = score
         self.alpha = check_alpha(alpha)
         self.chunk_size = chunk_size
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise CpoisonError(
+                f"generator must be a torch.Generator, got {type(generator).__name__}"
+            )
+        self.generator = generator
         self.threshold: Tensor | None = None
         self.n_calibration: int | None = None
         self.calibration_scores: Tensor | None = None
         self.num_classes: int | None = None
+
+    def _gen(self, generator: torch.Generator | None) -> torch.Generator | None:
+        return self.generator if generator is None else generator
 
     @property
     def is_calibrated(self) -> bool:
@@ -111,7 +124,7 @@ class SplitConformal:
         """
         logits = check_logits(logits, "calibration logits", warn_probabilities=True)
         scores = self.score._score_labels_no_grad(
-            logits, labels, generator, None, self.chunk_size
+            logits, labels, self._gen(generator), None, self.chunk_size
         )
         return self.calibrate_from_scores(scores, num_classes=logits.shape[1])
 
@@ -149,7 +162,8 @@ class SplitConformal:
                 f"with {self.num_classes}"
             )
         out = torch.empty(logits.shape, dtype=torch.bool, device=logits.device)
-        chunks = self.score._iter_chunks(logits, generator, None, self.chunk_size)
+        chunks = self.score._iter_chunks(logits, self._gen(generator), None,
+                                         self.chunk_size)
         for rows, chunk in chunks:
             out[rows] = sets_from_scores(chunk, threshold)
         return out
