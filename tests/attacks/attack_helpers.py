@@ -93,9 +93,10 @@ def ce_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 def relaxed_l2(ctx: AttackContext, score: str) -> float:
     """The relaxed loss l2 (Eq. 7) of ``ctx`` through ``score`` at the surrogate's weights,
     with the attack's own fixed uniforms and RSCP noise (4 draws)."""
-    from cpoison.attacks.conformal_attack import build_scorer, loss_data
+    from cpoison.attacks.conformal_attack import ConformalAttackConfig, build_scorer, loss_data
 
     scorer = build_scorer(score, ctx.seed, 4)
     data = loss_data(ctx, scorer, ctx.seed)
+    shape = ConformalAttackConfig().loss_shape()  # the attack's default variant of Eq. 7
     with torch.no_grad():
-        return float(relaxed_loss(ctx.surrogate, scorer, ctx.goal, data, ctx.alpha))
+        return float(relaxed_loss(ctx.surrogate, scorer, ctx.goal, data, ctx.alpha, shape))

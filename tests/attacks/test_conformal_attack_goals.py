@@ -28,13 +28,14 @@ def test_l2_direction_is_a_descent_direction(digits, score: str, kind: str) -> N
 
 
 def test_underconfidence_pulls_in_the_set_and_the_ranked_labels(digits) -> None:
-    """Y_in = C(X_v) plus the labels the surrogate ranks 2..m (SPEC 4.1)."""
+    """Y_in = C(X_v) plus the labels the surrogate ranks 2..m (SPEC 4.1), without y*_v,
+    which the loss keeps in the set (or pulls in, with ``true_label: pull``)."""
     ctx = make_context(digits, goal=Goal(kind="underconfidence", add_top=3))
     data = loss_data(ctx, build_scorer("hps", 0, 8), 0)
     with torch.no_grad():
         ranks = ctx.surrogate(ctx.target_x).argsort(1, descending=True)
     rows = torch.arange(ranks.shape[0])
-    assert data.y_in[rows, ctx.target_y].all()  # the true (= predicted) label stays in
+    assert not data.y_in[rows, ctx.target_y].any()  # y*_v: kept, not pulled
     assert data.y_in[rows, ranks[:, 1]].all() and data.y_in[rows, ranks[:, 2]].all()
     explicit = make_context(digits, goal=Goal(kind="underconfidence", add_labels=(0, 9)))
     y_in = loss_data(explicit, build_scorer("hps", 0, 8), 0).y_in
@@ -43,9 +44,10 @@ def test_underconfidence_pulls_in_the_set_and_the_ranked_labels(digits) -> None:
 
 def test_underconfidence_through_nll_raises_the_added_labels_on_confident_targets(digits):
     """Through HPS the pull-in gradient of a label with tiny p_y is of order p_y, so on
-    confidently classified targets a step along -g does not raise the labels to add (the
-    pull on the true label dominates); through NLL (same sets) a step of the same length
-    raises their log-probability."""
+    confidently classified targets, with y*_v pulled in too (Eq. 7 as written), a step along
+    -g does not raise the labels to add (the pull on the true label dominates); through NLL
+    (same sets) a step of the same length raises their log-probability, and so does HPS
+    once y*_v takes the keep hinge instead (the default)."""
     ctx = make_context(digits, goal=Goal(kind="underconfidence", add_top=3))
     data = loss_data(ctx, build_scorer("hps", 0, 8), 0)
     added = data.y_in.clone()
@@ -62,12 +64,16 @@ def test_underconfidence_through_nll_raises_the_added_labels_on_confident_target
     assert float(p_true.median()) > 0.9  # the targets are confidently classified
     before = added_log_prob()
     rise = {}
-    for score in ("hps", "nll"):
-        g, _ = ConformalAttack(ConformalAttackConfig(loss="l2", score=score)).target_direction(ctx)
+    for score, true_label in (("hps", "pull"), ("nll", "pull"), ("hps", "keep")):
+        cfg = ConformalAttackConfig(loss="l2", score=score, true_label=true_label)
+        g, _ = ConformalAttack(cfg).target_direction(ctx)
         with shifted(trainable(ctx.surrogate), -0.05 * g / g.norm()):
-            rise[score] = added_log_prob() - before
-    assert rise["nll"] > 0.5, rise  # measured: about +1.95 through NLL, -1.4 through HPS
-    assert rise["hps"] < 0.25 * rise["nll"], rise
+            rise[score, true_label] = added_log_prob() - before
+    # measured: about +1.95 through NLL, -1.4 through HPS with y* pulled in, +1.2 through
+    # HPS with y* kept (the default): the pull on y* is what held the added labels back
+    assert rise["nll", "pull"] > 0.5, rise
+    assert rise["hps", "pull"] < 0.25 * rise["nll", "pull"], rise
+    assert rise["hps", "keep"] > 0.5, rise
 
 
 @pytest.mark.parametrize("curvature", ["hessian", "gauss-newton"])

@@ -3,7 +3,10 @@
 Objective: the relaxed loss l2 (Eq. 7) or its worst case l3 (Eq. 8, SAM perturbation rho),
 through a differentiable score (HPS, APS, RAPS, NLL or RSCP's smoothed score). Update:
 first order aligns the poisons' gradient with grad l3 (Eq. 11-13); second order aligns it
-with (H + lambda I)^-1 grad l3 (Eq. 16-17). Both reuse :func:`align_poisons`.
+with (H + lambda I)^-1 grad l3 (Eq. 16-17). Both run the one crafting loop
+(:func:`cpoison.attacks.surrogates.craft_aligned`) with its ensembles, retraining and
+selection on the attacker's side (SPEC 5.4); the loss variants of SPEC 5.4 are the fields
+``calibration``, ``hinge``, ``margin``, ``temperature`` and ``true_label``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from cpoison.attacks.alignment import CraftingConfig, align_poisons
+from cpoison.attacks.alignment import CraftingConfig
 from cpoison.attacks.base import Attack
 from cpoison.attacks.context import AttackContext
-from cpoison.attacks.goals import labels_to_add
+from cpoison.attacks.goals import goal_objective, labels_to_add
 from cpoison.attacks.hessian import (
     conjugate_gradient,
     gauss_newton_vector_product,
@@ -26,6 +29,7 @@ from cpoison.attacks.hessian import (
 )
 from cpoison.attacks.losses import (
     LossData,
+    LossShape,
     Scorer,
     logit_scorer,
     quantile_rank,
@@ -33,8 +37,9 @@ from cpoison.attacks.losses import (
     smoothed_scorer,
 )
 from cpoison.attacks.poison_set import PoisonSet
+from cpoison.attacks.surrogates import craft_aligned
 from cpoison.attacks.worst_case import worst_case_gradient
-from cpoison.conformal import RSCP, build_score
+from cpoison.conformal import RSCP, SplitConformal, build_score
 from cpoison.seeding import derive_seed, make_generator
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,17 @@ class ConformalAttackConfig(BaseModel):
     cg_iterations: int = Field(10, ge=1)
     hessian_samples: int = Field(512, ge=1, description="D^tr images for the Hessian")
     crafting: CraftingConfig = CraftingConfig()
+    calibration: Literal["through", "detached"] = Field(
+        "through", description="through: gradients flow through the attacker's calibration "
+        "scores (Eq. 7); detached: Q fixed at each surrogate's parameters")
+    hinge: Literal["eq7", "boundary", "soft"] = Field(
+        "eq7", description="eq7: hinges against every calibration score on the label's side "
+        "of Q; boundary: one hinge at Q with a margin; soft: the soft set size")
+    margin: float = Field(0.05, ge=0, description="boundary hinge margin m (score units)")
+    temperature: float = Field(0.1, gt=0, description="soft set size temperature T")
+    true_label: Literal["keep", "pull"] = Field(
+        "keep", description="underconfidence: keep y* in the set with the keep hinge, or "
+        "pull it in with the labels to add (which raises p(y*), against the goal)")
     implicit_steps: int = Field(
         0, ge=0, description="transfer setting, logistic surrogate head: optimise the poisons "
         "by the exact implicit gradient of the loss at the head refitted on D^tr + poisons, "
@@ -64,10 +80,24 @@ class ConformalAttackConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
+        """Fields added after the first release are left out while they hold the behaviour
+        from before them (:data:`_LEGACY`), so such configs keep their keys and cached
+        poisons. The default ``true_label: keep`` differs from that behaviour, so it is
+        written out and every config that leaves it at the default gets a new key."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("implicit_steps") == 0:
-            data.pop("implicit_steps")  # configs without it dump (and key) as before
+        if isinstance(data, dict):
+            for name, legacy in _LEGACY.items():
+                if data.get(name) == legacy:
+                    data.pop(name)
         return data  # type: ignore[no-any-return]
+
+    def loss_shape(self) -> LossShape:
+        return LossShape(self.calibration, self.hinge, self.margin, self.temperature,
+                         self.true_label)
+
+
+_LEGACY: dict[str, Any] = {"implicit_steps": 0, "calibration": "through", "hinge": "eq7",
+                           "margin": 0.05, "temperature": 0.1, "true_label": "pull"}
 
 
 def build_scorer(score: str, seed: int, rscp_samples: int) -> Scorer:
@@ -78,8 +108,8 @@ def build_scorer(score: str, seed: int, rscp_samples: int) -> Scorer:
 
 def loss_data(ctx: AttackContext, scorer: Scorer, seed: int) -> LossData:
     """Fixed uniforms for randomized scores and, for underconfidence, Y_in = C(X_v) + Y_a
-    (the surrogate's sets at theta* with the attacker's threshold, SPEC 4.1) + {y*_v}
-    (the stealth goal keeps the true label in the set even where C(X_v) was empty)."""
+    (the surrogate's sets at theta* with the attacker's threshold, SPEC 4.1), without
+    y*_v: the loss's ``true_label`` decides whether y*_v is kept or pulled in."""
     gen = make_generator(derive_seed(seed, "loss-u"), ctx.device)
     cal_u = torch.rand(ctx.cal_x.shape[0], generator=gen, device=ctx.device)
     target_u = torch.rand(ctx.target_x.shape[0], generator=gen, device=ctx.device)
@@ -91,9 +121,12 @@ def loss_data(ctx: AttackContext, scorer: Scorer, seed: int) -> LossData:
             q = cal[quantile_rank(cal.numel(), ctx.alpha) - 1]
             logits, scores = scorer(ctx.surrogate, ctx.target_x, target_u)
         true = torch.zeros_like(scores, dtype=torch.bool)
-        true.scatter_(1, ctx.target_y[:, None], True)  # stealth: y*_v stays in the set
-        data.y_in = (scores <= q) | labels_to_add(ctx.goal, logits) | true
+        true.scatter_(1, ctx.target_y[:, None], True)
+        data.y_in = ((scores <= q) | labels_to_add(ctx.goal, logits)) & ~true
     return data
+
+
+SET_SCORES = ("hps", "aps", "raps")
 
 
 class ConformalAttack(Attack):
@@ -103,15 +136,19 @@ class ConformalAttack(Attack):
         self.config = config
         self.name = config.name
 
-    def target_direction(self, ctx: AttackContext) -> tuple[torch.Tensor, dict[str, float]]:
-        """The direction g the poisons' gradient is aligned with, and facts to record."""
+    def target_direction(
+        self, ctx: AttackContext, model: torch.nn.Module | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The direction g the poisons' gradient is aligned with at ``model`` (default: the
+        repeat's surrogate), and facts to record."""
         cfg = self.config
-        model = ctx.surrogate.eval()
+        model = (model if model is not None else ctx.surrogate).eval()
         scorer = build_scorer(cfg.score, ctx.seed, cfg.rscp_samples)
         data = loss_data(ctx, scorer, ctx.seed)
+        shape = cfg.loss_shape()
 
         def loss_fn(m: torch.nn.Module) -> torch.Tensor:
-            return relaxed_loss(m, scorer, ctx.goal, data, ctx.alpha)
+            return relaxed_loss(m, scorer, ctx.goal, data, ctx.alpha, shape)
 
         with torch.no_grad():
             l2_value = float(loss_fn(model))
@@ -148,17 +185,38 @@ class ConformalAttack(Attack):
             g = result.solution
         return g.detach(), facts
 
+    def goal_on(self, ctx: AttackContext, model: torch.nn.Module) -> float:
+        """The goal's discrete objective (lower is better) on the targets' sets of
+        ``model``, calibrated on the attacker's calibration fold with the attack's own
+        score (HPS for NLL and RSCP, whose sets are HPS's or need noise draws)."""
+        score = self.config.score.lower()
+        score = score if score in SET_SCORES else "hps"
+        gen = make_generator(derive_seed(ctx.seed, "validation-sets"))
+        model = model.eval()
+        with torch.no_grad():
+            cal_logits, target_logits = model(ctx.cal_x), model(ctx.target_x)
+        predictor = SplitConformal(score, ctx.alpha).calibrate(cal_logits, ctx.cal_y,
+                                                                generator=gen)
+        return goal_objective(ctx.goal, predictor.predict(target_logits, generator=gen),
+                              ctx.target_y)
+
     def craft(self, ctx: AttackContext) -> PoisonSet:
         if self.config.implicit_steps:
             return self.craft_implicit(ctx)
-        direction, facts = self.target_direction(ctx)
-        result = align_poisons(
-            ctx.surrogate, ctx.bases, ctx.base_labels, direction, ctx.eps,
-            self.config.crafting, derive_seed(ctx.seed, "align"),
-            subtract_clean=not ctx.inject, progress=ctx.progress,
-        )
+        facts: dict[str, float] = {}
+
+        def direction_of(model: torch.nn.Module) -> torch.Tensor:
+            g, model_facts = self.target_direction(ctx, model)
+            if not facts:  # the first call is at the repeat's surrogate
+                facts.update(model_facts)
+            return g
+
+        result = craft_aligned(ctx, self.config.crafting, direction_of, ctx.seed,
+                               lambda m: self.goal_on(ctx, m))
         meta = {"attack": self.name, "alignment_loss": result.loss,
                 "restart_losses": result.losses, **facts}
+        if result.selection:
+            meta["selection_scores"] = result.selection
         return PoisonSet(ctx.base_ids, result.delta.cpu(), ctx.inject, meta)
 
     def craft_implicit(self, ctx: AttackContext) -> PoisonSet:

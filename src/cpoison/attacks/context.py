@@ -47,6 +47,10 @@ class AttackContext:
     # transfer setting: cpoison.transfer.attack.TransferAttackData (the extractor, D^tr's
     # features, the head's penalty) for the implicit-gradient attack; None otherwise
     transfer: Any = None
+    # the attacker's model factory (cpoison.attacks.surrogates.SurrogatePool) for ensembles,
+    # retraining while crafting and validation selection (SPEC 5.4); None where the setting
+    # cannot train attacker models
+    surrogates: Any = None
 
     @property
     def num_classes(self) -> int:

@@ -45,7 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cpoison.errors import ConfigError
 
-__all__ = ["GOAL_KINDS", "Goal", "check_goal", "goal_eligibility", "goal_masks", "labels_to_add"]
+__all__ = ["GOAL_KINDS", "Goal", "check_goal", "goal_eligibility", "goal_masks", "goal_objective",
+           "labels_to_add"]
 
 GoalKind = Literal[
     "overconfidence", "underconfidence", "unequal-coverage", "add-label", "remove-label"
@@ -206,3 +207,21 @@ def goal_masks(
             return none, named, true
         return named, none, true
     raise ValueError(f"goal {goal.kind!r} has no surrogate-free masks")
+
+
+def goal_objective(goal: Goal, sets: torch.Tensor, target_y: torch.Tensor) -> float:
+    """The goal's discrete objective on the targets' sets (bool [V, K]), lower is better
+    (SPEC 4.2's l1, used to select poisons on the attacker's side, SPEC 5.4):
+    overconfidence the mean set size, underconfidence minus it, unequal coverage the
+    targets' coverage, add-label minus the share of sets holding the label, remove-label
+    that share."""
+    sets = sets.bool().cpu()
+    target_y = target_y.cpu()
+    if goal.kind == "overconfidence":
+        return float(sets.sum(1).float().mean())
+    if goal.kind == "underconfidence":
+        return -float(sets.sum(1).float().mean())
+    if goal.kind == "unequal-coverage":
+        return float(sets.gather(1, target_y[:, None]).float().mean())
+    share = float(sets[:, goal.label].float().mean())
+    return -share if goal.kind == "add-label" else share

@@ -3,7 +3,9 @@
 The attacker's calibration scores S_(1) <= ... <= S_(n) are computed through the model, so
 gradients flow through the conformal threshold as well as through the targets' scores.
 
-Every goal (SPEC 4.1, :mod:`cpoison.attacks.goals`) uses the same three hinges of Eq. 7:
+Every goal (SPEC 4.1, :mod:`cpoison.attacks.goals`) uses the same three hinges of Eq. 7
+(:class:`LossShape` names the variants of SPEC 5.4: calibration scores detached, one hinge at
+the set's boundary, a soft set size, and y*_v kept rather than pulled in underconfidence):
 
 * push label y out of C(X_v): sum_{i >= k} max(S_(i) - S(X_v, y), 0) (the i = k term is
   SPEC 4.1's max(Q - S(X_v, y), 0); the rest of the tail asks for a margin above Q, so the
@@ -71,11 +73,47 @@ class LossData:
     y_in: torch.Tensor | None = None  # bool [V, K], underconfidence only
 
 
+@dataclass(frozen=True)
+class LossShape:
+    """How the goal's labels enter the loss (SPEC 4.2 and its variants, SPEC 5.4).
+
+    ``calibration``: ``through`` lets gradients flow through the attacker's calibration
+    scores (Eq. 7 as written); ``detached`` fixes them (and Q) at the model's current
+    parameters, so the gradient only moves the targets' scores, as the victims, who
+    calibrate on their own clean data, see it.
+
+    ``hinge``: ``eq7`` sums each label's hinges against every calibration score on its side
+    of Q (Eq. 7); ``boundary`` uses one hinge at the set's boundary with a margin ``margin``
+    (push out: max(Q + m - S, 0); pull in and keep: max(S - Q + m, 0)); ``soft`` uses the
+    soft set size sigmoid((Q - S) / T) with temperature ``temperature`` (push out: the
+    label's soft membership; pull in and keep: its soft non-membership).
+
+    ``true_label`` (underconfidence): ``keep`` keeps y*_v in the set with the keep hinge;
+    ``pull`` puts it among the labels pulled in (which raises p(y*_v), against the goal).
+    """
+
+    calibration: str = "through"
+    hinge: str = "eq7"
+    margin: float = 0.05
+    temperature: float = 0.1
+    true_label: str = "pull"
+
+
+EQ7 = LossShape()
+"""Eq. 7 exactly as the paper writes it."""
+
+
 def relaxed_loss(
-    model: nn.Module, scorer: Scorer, goal: Goal, data: LossData, alpha: float
+    model: nn.Module, scorer: Scorer, goal: Goal, data: LossData, alpha: float,
+    shape: LossShape = EQ7,
 ) -> torch.Tensor:
-    """l2 of Eq. 7 (a scalar to minimise) for the model's current parameters."""
-    _, cal_scores = scorer(model, data.cal_x, data.cal_u)
+    """l2 of Eq. 7 (a scalar to minimise) for the model's current parameters, in the
+    variant ``shape`` (default: Eq. 7 as written)."""
+    if shape.calibration == "detached":
+        with torch.no_grad():
+            _, cal_scores = scorer(model, data.cal_x, data.cal_u)
+    else:
+        _, cal_scores = scorer(model, data.cal_x, data.cal_u)
     cal = cal_scores.gather(1, data.cal_y[:, None]).squeeze(1).sort().values
     k = quantile_rank(cal.numel(), alpha)
     logits, scores = scorer(model, data.target_x, data.target_u)  # [V, K]
@@ -84,19 +122,29 @@ def relaxed_loss(
     z_true = logits.gather(1, data.target_y[:, None]).squeeze(1)
     z_other = logits.masked_fill(true, float("-inf")).max(dim=1).values
     margin = torch.clamp(z_other - z_true, min=-goal.beta).sum()
-    if goal.kind not in ("overconfidence", "underconfidence"):
-        push, pull, keep_mask = goal_masks(goal, data.target_y, scores.shape[1])
-        return hinge_terms(scores, cal, k, push, pull, keep_mask) + margin
-    if goal.kind == "overconfidence":
-        tail = cal[k - 1 :]  # S_(i), i >= k
-        push_out = torch.relu(tail[None, None, :] - scores[:, :, None]).sum(-1)
+    if shape.hinge == "eq7" and goal.kind == "overconfidence":  # Eq. 7's own summation order
+        push_out = torch.relu(cal[k - 1 :][None, None, :] - scores[:, :, None]).sum(-1)
         keep = torch.relu(scores.gather(1, data.target_y[:, None]).squeeze(1) - cal[k - 1])
         return push_out.masked_fill(true, 0.0).sum() + keep.sum() + margin
-    if data.y_in is None:
-        raise ValueError("underconfidence needs the labels to pull in (y_in)")
-    head = cal[:k]  # S_(i), i <= k
-    pull_in = torch.relu(scores[:, :, None] - head[None, None, :]).sum(-1)
-    return pull_in.masked_fill(~data.y_in, 0.0).sum() + margin
+    push, pull, keep = _masks(goal, data, true, shape)
+    if shape.hinge == "eq7":
+        return hinge_terms(scores, cal, k, push, pull, keep) + margin
+    return boundary_terms(scores, cal[k - 1], push, pull, keep, shape) + margin
+
+
+def _masks(goal: Goal, data: LossData, true: torch.Tensor, shape: LossShape
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(push out, pull in, keep) bool [V, K] of the goal (SPEC 4.1)."""
+    none = torch.zeros_like(true)
+    if goal.kind == "overconfidence":
+        return ~true, none, true
+    if goal.kind == "underconfidence":
+        if data.y_in is None:
+            raise ValueError("underconfidence needs the labels to pull in (y_in)")
+        if shape.true_label == "keep":
+            return none, data.y_in & ~true, true
+        return none, data.y_in | true, none
+    return goal_masks(goal, data.target_y, true.shape[1])
 
 
 def hinge_terms(
@@ -116,3 +164,21 @@ def hinge_terms(
     keep_in = torch.relu(scores - cal[k - 1])
     return (push_out.masked_fill(~push, 0.0).sum() + pull_in.masked_fill(~pull, 0.0).sum()
             + keep_in.masked_fill(~keep, 0.0).sum())
+
+
+def boundary_terms(
+    scores: torch.Tensor, q: torch.Tensor, push: torch.Tensor, pull: torch.Tensor,
+    keep: torch.Tensor, shape: LossShape,
+) -> torch.Tensor:
+    """The ``boundary`` and ``soft`` variants of the hinges (:class:`LossShape`): one term
+    per label at the threshold Q instead of Eq. 7's sums over calibration scores."""
+    if shape.hinge == "soft":
+        inside = torch.sigmoid((q - scores) / shape.temperature)  # soft membership
+        out_term, in_term = inside, 1 - inside
+    elif shape.hinge == "boundary":
+        out_term = torch.relu(q + shape.margin - scores)
+        in_term = torch.relu(scores - q + shape.margin)
+    else:
+        raise ValueError(f"unknown hinge {shape.hinge!r}")
+    return (out_term.masked_fill(~push, 0.0).sum()
+            + in_term.masked_fill(~(pull | keep), 0.0).sum())

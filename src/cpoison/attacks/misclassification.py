@@ -3,7 +3,8 @@ misclassification poisoning (Geiping et al., "Witches' Brew", ICLR 2021).
 
 The target loss is CE(f(X_v), y_adv) summed over the targets: the cross-entropy toward one
 wrong class y_adv, to be minimised. Its gradient g at the surrogate's weights is the direction
-handed to :func:`~cpoison.attacks.alignment.align_poisons`: the poisons' training gradient G
+handed to the one crafting loop (:func:`~cpoison.attacks.surrogates.craft_aligned`, with its
+ensembles, retraining and selection, SPEC 5.4): the poisons' training gradient G
 is aligned with +g, an SGD step on the poisons moves theta along -G, hence along -g, which
 lowers CE(f(X_v), y_adv), i.e. raises the targets' log-probability of y_adv.
 
@@ -20,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from cpoison.attacks.alignment import CraftingConfig, align_poisons
+from cpoison.attacks.alignment import CraftingConfig
 from cpoison.attacks.base import Attack
 from cpoison.attacks.context import AttackContext
 from cpoison.attacks.params import flat_grad, trainable
 from cpoison.attacks.poison_set import PoisonSet
+from cpoison.attacks.surrogates import craft_aligned
 from cpoison.errors import ConfigError
-from cpoison.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +71,36 @@ class Misclassification(Attack):
             raise ConfigError(f"adversarial_class {y_adv} is the true class of some targets")
         return y_adv
 
-    def target_direction(self, ctx: AttackContext) -> tuple[torch.Tensor, int, float]:
-        """(g = grad_theta sum_v CE(f(X_v), y_adv), y_adv, that CE at theta*)."""
-        y_adv = self.adversarial_class(ctx)
-        model = ctx.surrogate.eval()
+    def target_direction(self, ctx: AttackContext, model: torch.nn.Module | None = None,
+                         y_adv: int | None = None) -> tuple[torch.Tensor, int, float]:
+        """(g = grad_theta sum_v CE(f(X_v), y_adv) at ``model`` (default: the surrogate),
+        y_adv, that CE there)."""
+        y_adv = self.adversarial_class(ctx) if y_adv is None else y_adv
+        model = (model if model is not None else ctx.surrogate).eval()
         adv = torch.full_like(ctx.target_y, y_adv)
         loss = F.cross_entropy(model(ctx.target_x), adv, reduction="sum")
         g = flat_grad(loss, trainable(model))
         return g.detach(), y_adv, float(loss.detach())
 
     def craft(self, ctx: AttackContext) -> PoisonSet:
-        direction, y_adv, ce = self.target_direction(ctx)
-        result = align_poisons(
-            ctx.surrogate, ctx.bases, ctx.base_labels, direction, ctx.eps,
-            self.config.crafting, derive_seed(ctx.seed, "align"),
-            subtract_clean=not ctx.inject, progress=ctx.progress,
-        )
+        y_adv = self.adversarial_class(ctx)
+        ce_at: list[float] = []
+
+        def direction_of(model: torch.nn.Module) -> torch.Tensor:
+            g, _, ce = self.target_direction(ctx, model, y_adv)
+            ce_at.append(ce)
+            return g
+
+        def objective(model: torch.nn.Module) -> float:
+            """Attacker-side validation: CE toward y_adv on the targets (lower is better)."""
+            adv = torch.full_like(ctx.target_y, y_adv)
+            with torch.no_grad():
+                return float(F.cross_entropy(model.eval()(ctx.target_x), adv))
+
+        result = craft_aligned(ctx, self.config.crafting, direction_of, ctx.seed, objective)
         log.info("misclassification toward class %d: alignment loss %.4f", y_adv, result.loss)
-        meta = {"attack": self.name, "adversarial_class": y_adv, "ce_adv_surrogate": ce,
+        meta = {"attack": self.name, "adversarial_class": y_adv, "ce_adv_surrogate": ce_at[0],
                 "alignment_loss": result.loss, "restart_losses": result.losses}
+        if result.selection:
+            meta["selection_scores"] = result.selection
         return PoisonSet(ctx.base_ids, result.delta.cpu(), ctx.inject, meta)
