@@ -274,21 +274,21 @@ def _cmd_cp(args: argparse.Namespace) -> int:
 
 
 def _cmd_attack(args: argparse.Namespace) -> int:
-    from cpoison.experiments.runner import run_from_config
+    from cpoison.api.runner import run_from_config
 
     run_from_config(args.config, args.overrides, args.out, **_run_kwargs(args))
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from cpoison.experiments.runner import DEMO_CONFIG, run_from_config
+    from cpoison.api.runner import DEMO_CONFIG, run_from_config
 
     run_from_config(args.config or DEMO_CONFIG, args.overrides, args.out, **_run_kwargs(args))
     return 0
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from cpoison.experiments.audit import DEFAULT_BUDGETS, audit
+    from cpoison.api.audit import DEFAULT_BUDGETS, audit
 
     kwargs = _run_kwargs(args)
     kwargs.pop("data_root", None)

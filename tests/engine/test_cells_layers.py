@@ -14,6 +14,7 @@ import pytest
 import yaml
 from experiment_helpers import comparable, one_thread, tiny_config, tiny_raw
 
+from cpoison.api.runner import run_experiment
 from cpoison.cli import main
 from cpoison.engine import tasks
 from cpoison.engine.artifacts import ArtifactStore, StoreError, split_stores
@@ -21,7 +22,6 @@ from cpoison.engine.cells import export_cells
 from cpoison.engine.grid import expand_grid
 from cpoison.engine.plan import cells_of
 from cpoison.engine.runtime import RunOptions, clear_caches, workspace_for
-from cpoison.experiments.runner import run_experiment
 
 GRID = {"budget": [0.03, 0.05]}  # 2 budgets x 2 attacks x 2 victims = 8 cells
 

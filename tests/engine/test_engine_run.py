@@ -9,8 +9,8 @@ import json
 import pytest
 from experiment_helpers import comparable, one_thread, stored_rows, tiny_config
 
+from cpoison.api.runner import run_experiment
 from cpoison.cli import main
-from cpoison.experiments.runner import run_experiment
 
 GRID = {"budget": [0.03, 0.05]}
 

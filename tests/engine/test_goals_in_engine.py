@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from experiment_helpers import one_thread, stored_poisons, stored_rows, tiny_config, tiny_raw
 
+from cpoison.api.runner import run_experiment
 from cpoison.data import load_dataset
 from cpoison.engine.grid import expand_grid
 from cpoison.errors import ConfigError
 from cpoison.experiments.config import ModelSpec, validate_config
-from cpoison.experiments.runner import run_experiment
 
 OURS = [{"name": "ours", "loss": "l3", "crafting": {"iterations": 5, "restarts": 1}}]
 

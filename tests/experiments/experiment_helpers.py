@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
+from cpoison.api.runner import run_experiment
 from cpoison.attacks import PoisonSet
 from cpoison.engine.artifacts import ArtifactStore
 from cpoison.experiments.config import ExperimentConfig, validate_config
-from cpoison.experiments.runner import run_experiment
 
 TINY: dict[str, Any] = {
     "name": "tiny",

@@ -13,6 +13,7 @@ import pytest
 import torch
 from experiment_helpers import comparable, one_thread, stored_rows, tiny_config
 
+from cpoison.api.runner import run_experiment
 from cpoison.defenses import build_defense
 from cpoison.engine import identity, keys
 from cpoison.engine.artifacts import ArtifactStore
@@ -21,7 +22,6 @@ from cpoison.engine.runtime import RunOptions, workspace_for
 from cpoison.errors import ConfigError
 from cpoison.experiments import protocol
 from cpoison.experiments.report import table
-from cpoison.experiments.runner import run_experiment
 
 DEFENSES = ["none", "maxup", "deep_knn", {"name": "rps", "k_t": 3, "k_c": 3}]
 NEW_FIELDS = {"defense", "poisons_removed_share", "clean_removed_share",

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from experiment_helpers import one_thread, tiny_config, tiny_raw
 
+from cpoison.api.runner import run_experiment
 from cpoison.errors import ConfigError
 from cpoison.experiments.config import load_config, validate_config
-from cpoison.experiments.runner import run_experiment
 
 
 def test_tiny_config_is_valid():

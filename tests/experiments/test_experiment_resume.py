@@ -11,7 +11,7 @@ from experiment_helpers import LABELS, comparable, one_thread, stored_rows, tiny
 
 import cpoison.experiments.protocol as protocol
 import cpoison.experiments.workspace as workspace
-from cpoison.experiments.runner import run_experiment
+from cpoison.api.runner import run_experiment
 from cpoison.experiments.store import ResultStore
 
 

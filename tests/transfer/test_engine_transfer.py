@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from cpoison.api.runner import run_experiment
 from cpoison.engine import identity
 from cpoison.engine.runtime import RunOptions, clear_caches, workspace_for
 from cpoison.errors import ConfigError
 from cpoison.experiments import transfer_protocol, workspace
 from cpoison.experiments.config import validate_config
-from cpoison.experiments.runner import run_experiment
 from cpoison.transfer import HeadConvergenceError, NoFeatureLayerError, SubsetTooLargeError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))

@@ -227,7 +227,7 @@ def audit(
             list of stores (the first written, the others only read);
             ``use_cache=False`` keeps the artifacts in ``OUT/artifacts``.
         device, progress, any_device, threads, executor, executor_options: as for
-            :func:`cpoison.experiments.runner.run_experiment`.
+            :func:`cpoison.api.runner.run_experiment`.
         **settings: :func:`audit_config`'s keywords (``weights``, ``alpha``, ``budgets``,
             ``eps``, ``goal``, ``label``, ``scores``, ``victims``, ``target_class``,
             ``targets``, ``baselines``, ``selection``, ``iterations``, ``preset``,
@@ -240,11 +240,11 @@ def audit(
     Raises:
         ConfigError, DataError: any bad input, before anything is trained.
     """
-    from cpoison.engine.artifacts import split_stores
     from cpoison.engine.driver import check_output_folder, run
     from cpoison.engine.grid import expand_grid
     from cpoison.engine.runtime import RunOptions, workspace_for
     from cpoison.experiments.audit_report import write_audit_report
+    from cpoison.store.artifacts import split_stores
 
     out = Path(out)
     if out.exists() and not out.is_dir():

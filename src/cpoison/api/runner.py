@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cpoison.engine.artifacts import StoreSpec, split_stores
 from cpoison.engine.driver import run
 from cpoison.engine.runtime import RunOptions
 from cpoison.experiments.config import ExperimentConfig, load_config
 from cpoison.experiments.report import table
+from cpoison.store.artifacts import StoreSpec, split_stores
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import torch
 
 from cpoison.errors import ConfigError
 from cpoison.seeding import derive_seed, make_generator
+from cpoison.store.keys import tensor_digest
 
 Setting = Literal["black-box", "white-box"]
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ class RoleSplit:
 
     def fingerprint(self) -> str:
         """Short hash of the recorded indices."""
-        from cpoison.engine.keys import tensor_digest
-
         roles = [self.attacker_train, self.attacker_cal, self.victim_train, self.victim_cal]
         if self.public is not None:
             roles.append(self.public)

@@ -57,14 +57,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
 from cpoison.conformal.predictor import SplitConformal
 from cpoison.conformal.scores import ConformalScore
 from cpoison.errors import ConfigError
-from cpoison.training.augment import augment
-from cpoison.training.recipe import Recipe
+from cpoison.training.hooks import TrainingHooks
 from cpoison.training.trainer import predict_logits
 from cpoison.training.trainset import TrainSet
 
@@ -93,60 +91,6 @@ class DefenseConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-
-
-class TrainingHooks:
-    """Per-training-run hooks that :func:`cpoison.training.trainer.train_model` calls.
-
-    One object serves one training run (it may keep state, e.g. EPIC's dropped points); a
-    :class:`Defense` makes a fresh one per run in :meth:`Defense.training_hooks`. The
-    trainer calls, in this order:
-
-    1. :meth:`begin` once, before the first epoch;
-    2. :meth:`loss` for every batch, with the *raw* batch as loaded (poisons applied, not
-       augmented) and the trainer's seeded augmentation generator; the trainer then runs
-       ``zero_grad``, ``backward`` and the optimiser step on the returned scalar;
-    3. :meth:`after_epoch` after each epoch (after the scheduler step); its return value is
-       the training set of the following epochs.
-
-    The defaults reproduce plain training exactly (standard augmentation, then mean
-    cross-entropy): training with ``TrainingHooks()`` gives bit-identical weights to
-    training without hooks.
-    """
-
-    def __init__(self) -> None:
-        self.recipe: Recipe | None = None
-        self.seed: int = 0
-        self.device: torch.device = torch.device("cpu")
-        self.memory_format: torch.memory_format = torch.contiguous_format
-        #: pool ids removed during training (EPIC); empty for loss-only hooks
-        self.removed: torch.Tensor = torch.empty(0, dtype=torch.long)
-        #: JSON-able facts about the run (counts, statistics) merged into the outcome record
-        self.record: dict[str, Any] = {}
-
-    def begin(
-        self, model: nn.Module, data: TrainSet, recipe: Recipe, seed: int,
-        device: torch.device, memory_format: torch.memory_format,
-    ) -> None:
-        """Called once before training; stores the run's context."""
-        self.recipe, self.seed, self.device = recipe, seed, device
-        self.memory_format = memory_format
-
-    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The recipe's standard augmentation (SPEC 6), exactly as the trainer applies it."""
-        assert self.recipe is not None, "begin() was not called"
-        out = augment(x, self.recipe.crop_padding, self.recipe.flip, generator)
-        return out.contiguous(memory_format=self.memory_format)
-
-    def loss(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
-        """The training loss of one raw batch (default: augment, then mean cross-entropy)."""
-        return F.cross_entropy(model(self.augment(x, generator)), y)
-
-    def after_epoch(self, epoch: int, model: nn.Module, data: TrainSet) -> TrainSet:
-        """Called after epoch ``epoch`` (0-based); returns the training set from now on."""
-        return data
 
 
 TrainFn = Callable[[TrainSet, int, "TrainingHooks | None"], nn.Module]

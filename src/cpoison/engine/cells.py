@@ -10,7 +10,7 @@ The folder has the artifact store's layout for cells, so it *is* a store layer::
     FOLDER/runs/<name>/plan.json              its planned cell keys, in report order
 
 Cell files are small, strict JSON with sorted keys, and their names are content keys
-(:mod:`cpoison.engine.keys`): the same cell exported from two machines is the same file, so
+(:mod:`cpoison.store.keys`): the same cell exported from two machines is the same file, so
 a folder can be committed and extended over days. A key holds the precision the models
 were actually trained in (``auto`` resolves to bf16 where the CPU has it natively, fp32
 elsewhere), so a run continued on another kind of CPU must pin ``precision`` in its config
@@ -28,10 +28,10 @@ from typing import Any
 
 import yaml
 
-from cpoison.engine.artifacts import ArtifactStore
 from cpoison.errors import ConfigError
 from cpoison.experiments.store import ResultStore
 from cpoison.io import json_safe
+from cpoison.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from cpoison.engine.artifacts import ArtifactStore
 from cpoison.engine.executors import build_executor
 from cpoison.engine.grid import GridPoint, expand_grid
 from cpoison.engine.identity import split_key
@@ -34,6 +33,7 @@ from cpoison.experiments.store import ResultStore
 from cpoison.experiments.summary import summarize_rows
 from cpoison.experiments.workspace import Workspace
 from cpoison.io import atomic_write_json, atomic_write_text
+from cpoison.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,15 @@
 """The keys of a run's units of work (SPEC 11), assembled from what determines each one
-with the primitives of :mod:`cpoison.engine.keys`. The driver uses them to skip finished
+with the primitives of :mod:`cpoison.store.keys`. The driver uses them to skip finished
 work; the tasks use the same functions to store what they make."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cpoison.engine import keys
 from cpoison.experiments import protocol, transfer_protocol
 from cpoison.experiments.config import ExperimentConfig, is_user_dataset
 from cpoison.experiments.workspace import Workspace
+from cpoison.store import keys
 
 # Config fields that do not shape a poison set: how many victims and repeats evaluate it,
 # the scores, the victim architecture and the defense they are evaluated with, the run's

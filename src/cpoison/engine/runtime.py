@@ -11,10 +11,10 @@ import torch
 
 from cpoison.data import ImageDataset, load_dataset
 from cpoison.device import get_device
-from cpoison.engine.artifacts import ArtifactStore
 from cpoison.experiments.config import ExperimentConfig, is_user_dataset
 from cpoison.experiments.presets import get_preset
 from cpoison.experiments.workspace import Workspace
+from cpoison.store.artifacts import ArtifactStore
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,15 @@ import torch
 from cpoison.conformal import RSCP, RSCPConformal, SplitConformal, build_score, summarize
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
+from cpoison.version import __version__
 
 DEFAULT_SCORES = ("hps", "aps", "raps")
 
 
 def environment() -> dict[str, Any]:
     """Software and hardware that produced the numbers (SPEC 6)."""
-    import cpoison
-
     info: dict[str, Any] = {
-        "cpoison": cpoison.__version__,
+        "cpoison": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),

@@ -20,16 +20,16 @@ import torch
 
 from cpoison.attacks import AttackContext, PoisonSet, attack_label, build_attack
 from cpoison.attacks.goals import goal_eligibility, labels_to_add
-from cpoison.attacks.registry import objective_facts
 from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
 from cpoison.defenses import DefenseOutcome, build_defense
-from cpoison.errors import ConfigError, DataError
+from cpoison.errors import ConfigError
 from cpoison.experiments import transfer_protocol
 from cpoison.experiments.config import ExperimentConfig
 from cpoison.experiments.defended import defense_facts, fit_victim
 from cpoison.experiments.evaluation import EvalViews, evaluate_victim
 from cpoison.experiments.metrics import victim_row
+from cpoison.experiments.repeats import repeat_seed, row_meta, victim_seeds, views_of
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
 
@@ -183,11 +183,6 @@ def _eligibility_rule(config: ExperimentConfig) -> str:
     return " and ".join(parts)
 
 
-def repeat_seed(config: ExperimentConfig, repeat: int) -> int:
-    """The seed of repeat ``repeat`` (SPEC 6: each repeat its own target class and seeds)."""
-    return derive_seed(config.seed, "repeat", repeat)
-
-
 def repeat_target_class(config: ExperimentConfig, repeat: int, num_classes: int) -> int:
     """The configured target class, else the goal's (unequal coverage's subgroup,
     ``goal.target_class()``), else one drawn at random for this repeat; add-label and
@@ -217,13 +212,6 @@ def train_surrogate(ws: Workspace, config: ExperimentConfig, repeat: int) -> tor
         return transfer_protocol.train_surrogate(ws, config, repeat)
     data, seed = surrogate_data(ws, config, repeat)
     return ws.train(data, seed, desc=f"surrogate r{repeat}", spec=config.surrogate)
-
-
-def victim_seeds(config: ExperimentConfig, repeat: int, victim: int) -> tuple[int, int]:
-    """(training seed, evaluation seed) of victim pair ``victim``: the benign and the
-    poisoned model share both (SPEC 6 pairing)."""
-    seed = repeat_seed(config, repeat)
-    return derive_seed(seed, "victim", victim), derive_seed(seed, "eval", victim)
 
 
 def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
@@ -277,35 +265,6 @@ def craft(config: ExperimentConfig, attack_index: int, setup: RepeatSetup) -> Po
         repeat=setup.repeat, repeat_seed=setup.seed,
     )
     return poisons
-
-
-def views_of(ws: Workspace, poisons: PoisonSet) -> EvalViews:
-    """The targets, other images of the target class and evaluation set of a poison set."""
-    meta = poisons.meta
-    if "targets" not in meta or "target_class" not in meta:
-        raise DataError("poison set lacks its targets in the sidecar meta")
-    targets = torch.tensor(meta["targets"], dtype=torch.long)
-    labels = ws.dataset.test_labels
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= labels.numel()):
-        raise DataError(f"poison set names targets outside the test set of {labels.numel()}")
-    others = torch.nonzero(labels == int(meta["target_class"])).flatten()
-    others = others[~torch.isin(others, targets)]
-    return EvalViews(targets, others, evaluation_indices(labels.numel(), targets))
-
-
-def row_meta(config: ExperimentConfig, attack_index: int, poisons: PoisonSet,
-             views: EvalViews, repeat: int, victim: int, score: str) -> dict[str, Any]:
-    attack_config = config.attacks[attack_index]
-    loss, order, craft_score = objective_facts(attack_config)
-    return {
-        "repeat": repeat, "attack": attack_label(attack_config), "victim": victim,
-        "score": score, "goal": config.goal.kind, "setting": config.setting,
-        "alpha": config.alpha,
-        "target_class": int(poisons.meta["target_class"]), "budget": config.budget,
-        "eps": config.eps, "loss": loss, "order": order, "craft_score": craft_score,
-        "n_poisons": len(poisons), "n_targets": int(views.targets.numel()),
-        "craft_seconds": poisons.meta.get("craft_seconds"),
-    }
 
 
 def benign_data(ws: Workspace) -> Any:

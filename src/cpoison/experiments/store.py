@@ -1,5 +1,5 @@
 """The run's results database (SPEC 10, 11): SQLite, one record per evaluation cell (keyed by
-its content key, :mod:`cpoison.engine.keys`) holding the rows of every score.
+its content key, :mod:`cpoison.store.keys`) holding the rows of every score.
 
 Only the driver writes it. A cell's rows are written in one transaction, so a run killed at
 any moment leaves only whole cells behind; a re-run skips the cells whose keys it finds.

@@ -43,12 +43,14 @@ from torch import Tensor
 
 from cpoison.attacks import AttackContext, PoisonSet, attack_label
 from cpoison.conformal import SplitConformal, build_score
-from cpoison.engine import keys
 from cpoison.errors import ConfigError, DataError
 from cpoison.experiments.config import ExperimentConfig, HeadConfig, ModelSpec
 from cpoison.experiments.evaluation import EvalViews, ModelEval, rscp_sets
+from cpoison.experiments.metrics import victim_row
+from cpoison.experiments.repeats import repeat_seed, row_meta, victim_seeds, views_of
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
+from cpoison.store import keys
 from cpoison.transfer.attack import TransferAttackData
 from cpoison.transfer.full_cp import FullConformal, SubsetTooLargeError, select_subset
 from cpoison.transfer.head import (
@@ -264,8 +266,6 @@ def _load_or_fit(ws: Workspace, key: str, spec: HeadConfig, features: Tensor,
 
 
 def surrogate_seed(config: ExperimentConfig, repeat: int) -> int:
-    from cpoison.experiments.protocol import repeat_seed
-
     return derive_seed(repeat_seed(config, repeat), "surrogate")
 
 
@@ -330,8 +330,6 @@ def victim_ids(ws: Workspace, config: ExperimentConfig, repeat: int, victim: int
     """Pool ids of victim ``victim``'s clean training data: a seeded ``victim_subsample`` of
     the victim training set (the victim's training seed), and under full CP a seeded
     ``full_cp.subset_size`` of that (the full-CP training set, SPEC 3.5)."""
-    from cpoison.experiments.protocol import victim_seeds
-
     tc = _tc(config)
     seed, _ = victim_seeds(config, repeat, victim)
     pool = ws.split.victim_train
@@ -361,8 +359,6 @@ def check_sizes(ws: Workspace, config: ExperimentConfig, where: str = "") -> Non
 
 
 def benign_key(ws: Workspace, config: ExperimentConfig, repeat: int, victim: int) -> str:
-    from cpoison.experiments.protocol import victim_seeds
-
     spec = _tc(config).head
     seed, _ = victim_seeds(config, repeat, victim)
     return keys.head_key(extractor=extractor_key(ws, config),
@@ -374,8 +370,6 @@ def benign_key(ws: Workspace, config: ExperimentConfig, repeat: int, victim: int
 def benign_victim(ws: Workspace, config: ExperimentConfig, repeat: int,
                   victim: int) -> tuple[nn.Module, dict[str, float]]:
     """Benign victim head ``victim`` of the repeat (stored by :func:`benign_key`)."""
-    from cpoison.experiments.protocol import victim_seeds
-
     seed, _ = victim_seeds(config, repeat, victim)
     ids = victim_ids(ws, config, repeat, victim)
     feats = clean_features(ws, config)
@@ -488,9 +482,6 @@ def evaluate_cell(ws: Workspace, config: ExperimentConfig, repeat: int, attack_i
     """One cell in the transfer setting: benign head and its poisoned twin (same training
     ids and seed; the poisoned fit warm-starts from the benign head, which changes only the
     path to the same unique optimum), evaluated with every score; one row per score."""
-    from cpoison.experiments.metrics import victim_row
-    from cpoison.experiments.protocol import row_meta, victim_seeds, views_of
-
     tc = _tc(config)
     poisons.check_ids(ws.dataset.train_labels.numel())
     views = views_of(ws, poisons)

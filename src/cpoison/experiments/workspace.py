@@ -1,6 +1,6 @@
 """A workspace is one experiment point's view of the world: the dataset, the preset, the
 role split, the model specs, the device and the artifact store. Models are trained through
-it under keys from :mod:`cpoison.engine.keys`, so the same model is never trained twice and
+it under keys from :mod:`cpoison.store.keys`, so the same model is never trained twice and
 a model trained elsewhere (another run, another worker) is reused."""
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import torch.nn as nn
 
 from cpoison.data import ImageDataset
 from cpoison.data.splits import RoleSplit, make_split
-from cpoison.defenses.base import TrainingHooks
-from cpoison.engine import keys
-from cpoison.engine.artifacts import ArtifactStore
 from cpoison.experiments.config import ModelSpec, is_user_arch
 from cpoison.experiments.presets import Preset
 from cpoison.seeding import derive_seed
+from cpoison.store import keys
+from cpoison.store.artifacts import ArtifactStore
 from cpoison.training import (
     TRAINER_VERSION,
     Recipe,
@@ -35,6 +34,7 @@ from cpoison.training import (
     predict_logits,
     train_model,
 )
+from cpoison.training.hooks import TrainingHooks
 from cpoison.training.precision import resolve_recipe
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Workspace:
         temporary store, deleted at exit."""
         from cpoison.data import load_dataset
         from cpoison.device import get_device
-        from cpoison.engine.artifacts import split_stores
+        from cpoison.store.artifacts import split_stores
 
         dataset = load_dataset(preset.dataset, root=data_root, seed=seed)
         written, layers = split_stores(store)
@@ -190,9 +190,8 @@ class Workspace:
             log.debug("%s: loaded stored model %s", desc, key)
             return model.to(self.device).eval()
         start = time.perf_counter()
-        extra = {} if hooks is None else {"hooks": hooks}  # plain training: the same call
         model = train_model(model.to(self.device), data, recipe, seed, self.device,
-                            self.progress, desc, **extra)
+                            self.progress, desc, hooks=hooks)
         self.train_seconds += time.perf_counter() - start
         self.trained.append(desc)
         meta: dict[str, Any] = {"desc": desc, "seed": seed, "device": self.device.type}

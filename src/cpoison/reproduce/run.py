@@ -2,7 +2,7 @@
 the reproduction report (issue 12).
 
 Each selected experiment's configs at the chosen scale run into ``OUT/<experiment>/...``
-with :func:`cpoison.experiments.runner.run_experiment`, so every part is a normal run
+with :func:`cpoison.api.runner.run_experiment`, so every part is a normal run
 folder: a second invocation resumes it (finished cells are skipped), ``cpoison report`` on
 it rebuilds its own report, and all parts share the artifact store (a surrogate or victim
 that two experiments need is trained once). Every config, and every grid cell of it, is
@@ -34,11 +34,11 @@ def reproduce(
 ) -> dict[str, Any]:
     """Run ``experiments`` (ids E1..E7; all when empty) at ``scale`` into ``out`` and write
     ``out/report.html`` and ``out/report.md``. ``run_kwargs`` go to
-    :func:`~cpoison.experiments.runner.run_experiment` (store, executor, device, ...);
+    :func:`~cpoison.api.runner.run_experiment` (store, executor, device, ...);
     ``overrides`` (``KEY=VALUE``) apply to every config (e.g. ``n_victims=1``).
     Returns the manifest written to ``out/reproduce.json``."""
+    from cpoison.api.runner import run_experiment
     from cpoison.engine.driver import check_output_folder
-    from cpoison.experiments.runner import run_experiment
 
     check_scale(scale)
     chosen = select(experiments)

@@ -1,6 +1,7 @@
-"""Training: recipe, poisoned training-set view, seeded trainer."""
+"""Training: recipe, poisoned training-set view, seeded trainer and its hooks."""
 
 from cpoison.training.augment import augment
+from cpoison.training.hooks import TrainingHooks
 from cpoison.training.recipe import Recipe
 from cpoison.training.trainer import (
     TRAINER_VERSION,
@@ -15,6 +16,7 @@ __all__ = [
     "TRAINER_VERSION",
     "Recipe",
     "TrainSet",
+    "TrainingHooks",
     "augment",
     "build_seeded_model",
     "predict_features",

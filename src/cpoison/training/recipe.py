@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Recipe(BaseModel):
-    """How a model is trained; part of every model key (``cpoison.engine.keys``)."""
+    """How a model is trained; part of every model key (``cpoison.store.keys``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cpoison.models import build_model
 from cpoison.seeding import derive_seed, make_generator
-from cpoison.training.augment import augment
+from cpoison.training.hooks import TrainingHooks
 from cpoison.training.precision import resolve_precision
 from cpoison.training.recipe import Recipe
 from cpoison.training.trainset import TrainSet
-
-if TYPE_CHECKING:  # the defense seam; imported for type checking only (no cycle)
-    from cpoison.defenses.base import TrainingHooks
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +47,10 @@ def train_model(
 ) -> nn.Module:
     """Train ``model`` in place on ``data`` with ``recipe``; returns it in eval mode.
 
-    ``hooks`` (SPEC 7 defenses, :class:`cpoison.defenses.base.TrainingHooks`): when given,
-    ``hooks.loss(model, x, y, aug_gen)`` replaces augmentation + cross-entropy for every raw
-    batch, and ``hooks.after_epoch(epoch, model, data)`` may change the training set after
-    each epoch (EPIC). ``None`` (default) is plain training, unchanged numbers."""
+    ``hooks`` (:class:`cpoison.training.hooks.TrainingHooks`, the defenses' seam): for every
+    raw batch ``hooks.loss(model, x, y, aug_gen)`` gives the loss, and after each epoch
+    ``hooks.after_epoch(epoch, model, data)`` the training set of the next (EPIC). ``None``
+    (default) is ``TrainingHooks()``: plain training (augmentation + cross-entropy)."""
     device = torch.device(device)
     fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=fmt).train()
@@ -75,8 +70,8 @@ def train_model(
     bf16 = resolve_precision(recipe.precision, device) == "bf16"
     n = len(data)
     steps_per_epoch = (n + recipe.batch_size - 1) // recipe.batch_size
-    if hooks is not None:
-        hooks.begin(model, data, recipe, seed, device, fmt)
+    hooks = hooks if hooks is not None else TrainingHooks()
+    hooks.begin(model, data, recipe, seed, device, fmt)
     bar = tqdm(
         total=recipe.epochs * steps_per_epoch, desc=desc, disable=not progress, leave=False,
         unit="batch",
@@ -88,11 +83,7 @@ def train_model(
         for start in range(0, n, recipe.batch_size):
             x, y = data.load(perm[start : start + recipe.batch_size], device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                if hooks is not None:
-                    loss = hooks.loss(model, x, y, aug_gen)
-                else:
-                    x = augment(x, recipe.crop_padding, recipe.flip, aug_gen)
-                    loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)).float(), y)
+                loss = hooks.loss(model, x, y, aug_gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -101,9 +92,8 @@ def train_model(
             bar.update(1)
         sched.step()
         bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
-        if hooks is not None:
-            data = hooks.after_epoch(epoch, model, data)
-            model.train()
+        data = hooks.after_epoch(epoch, model, data)
+        model.train()
     bar.close()
     return model.to(memory_format=torch.contiguous_format).eval()
 
