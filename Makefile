@@ -59,6 +59,7 @@ demo: data
 # their Python examples run inside the tests (tests/test_docs_examples.py).
 test: $(VENV)/.stamp-dev $(VENV)/.stamp-docs data chromium
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 	$(PY) -m pytest tests
 
@@ -68,6 +69,7 @@ docs: $(VENV)/.stamp-docs
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .ruff_cache
