@@ -23,8 +23,8 @@ CRAFT = CraftingConfig(iterations=40, restarts=1, augment=False)
 
 @pytest.fixture(scope="module")
 def digits_models():
-    """Six surrogates of one architecture trained from different seeds on the same D^tr."""
-    return [train_digits_mlp(seed=s) for s in range(6)]
+    """Eight surrogates of one architecture trained from different seeds on the same D^tr."""
+    return [train_digits_mlp(seed=s) for s in range(8)]
 
 
 class FakePool:
@@ -68,28 +68,31 @@ class FakePool:
 
 
 def _transfer_cosine(ctx, delta, held_out) -> float:
-    """Mean cos(G(delta), g_h) over held-out surrogates h: how well the poisons' training
-    gradient points along the attack's direction at models the crafting never saw."""
+    """Mean over held-out surrogates h of cos(G_h(delta) - G_h(0), g_h): how well the change
+    the perturbations make to the poisons' training gradient points along the attack's
+    direction at models the crafting never saw."""
     attack = ConformalAttack(ConformalAttackConfig(loss="l2"))
     out = []
     for m in held_out:
         g, _ = attack.target_direction(ctx, m)
-        grad = ce_gradient(m, (ctx.bases + delta).clamp(0, 1), ctx.base_labels)
-        out.append(float(F.cosine_similarity(grad, g, dim=0)))
+        change = (ce_gradient(m, (ctx.bases + delta).clamp(0, 1), ctx.base_labels)
+                  - ce_gradient(m, ctx.bases, ctx.base_labels))
+        out.append(float(F.cosine_similarity(change, g, dim=0)))
     return sum(out) / len(out)
 
 
 def test_ensemble_direction_transfers_better_to_held_out_surrogates(digits_models) -> None:
+    """Aligned with 4 surrogates, the poisons transfer better to 4 held-out ones than aligned
+    with 1 (measured: 0.745 vs 0.701 mean cosine; on the surrogates crafted on, 0.98 both)."""
     d = digits_models[0]
     models = [m.model for m in digits_models]
-    ctx = make_context(d, n_bases=40)
-    held_out = models[4:]
+    ctx = make_context(d, n_bases=100)
     cosines = {}
     for k in (1, 4):
-        cfg = ConformalAttackConfig(loss="l2", crafting=CRAFT.model_copy(update={"ensemble": k}))
+        crafting = CRAFT.model_copy(update={"ensemble": k, "iterations": 100})
         ctx.surrogates = FakePool(models[:4], d)
-        poisons = ConformalAttack(cfg).craft(ctx)
-        cosines[k] = _transfer_cosine(ctx, poisons.delta, held_out)
+        poisons = ConformalAttack(ConformalAttackConfig(loss="l2", crafting=crafting)).craft(ctx)
+        cosines[k] = _transfer_cosine(ctx, poisons.delta, models[4:])
     assert cosines[4] > cosines[1] + 0.02, cosines
 
 

@@ -37,7 +37,9 @@ class TargetConfig(BaseModel):
 
     ``set_size`` (paper Sec. 5.3, Fig. 4 "varying benign set sizes") admits only images whose
     prediction set under the surrogate, with ``set_size_score`` calibrated on the attacker's
-    calibration fold at the experiment's alpha, has exactly that many labels."""
+    calibration fold at the experiment's alpha, has exactly that many labels;
+    ``min_set_size`` admits those whose set has at least that many ("targets with room":
+    an overconfidence attack has labels to remove, and the attacker can see this)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,7 +47,16 @@ class TargetConfig(BaseModel):
     n_targets: int = Field(50, ge=1)
     correct_only: bool = True
     set_size: int | None = Field(None, ge=1)
+    min_set_size: int | None = Field(None, ge=1)
     set_size_score: str = "hps"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """``min_set_size`` unset is left out, so configs without it keep their keys."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("min_set_size") is None:
+            data.pop("min_set_size", None)
+        return data  # type: ignore[no-any-return]
 
     @field_validator("set_size_score")
     @classmethod
@@ -296,10 +307,11 @@ class ExperimentConfig(BaseModel):
         "4.1; add-label: the label to add); other: any class but the target class. Unset: "
         "by goal (GOAL_POISON_CLASS: unequal-coverage other, add-label labels-to-add, "
         "the rest target)")
-    poison_selection: Literal["random", "nearest", "nearest-pixels"] = Field(
+    poison_selection: Literal["random", "nearest", "nearest-pixels", "gradient-norm"] = Field(
         "random", description="random: uniform among eligible images; nearest: for each "
         "target in turn, the eligible image closest to it in the surrogate's features; "
-        "nearest-pixels: the same by cosine similarity of the raw pixels")
+        "nearest-pixels: the same by cosine similarity of the raw pixels; gradient-norm: "
+        "the eligible images with the largest training-gradient norm at the surrogate")
     n_victims: int = Field(8, ge=1)
     n_repeats: int = Field(1, ge=1)
     # -- defense (SPEC 7, 11): how both victims of a pair train and calibrate -----------

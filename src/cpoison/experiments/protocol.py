@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from cpoison.attacks import AttackContext, PoisonSet, attack_label, build_attack
+from cpoison.attacks.base_selection import largest_gradient_norm
 from cpoison.attacks.goals import goal_eligibility, labels_to_add
 from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
@@ -30,6 +31,7 @@ from cpoison.experiments.defended import defense_facts, fit_victim
 from cpoison.experiments.evaluation import EvalViews, evaluate_victim
 from cpoison.experiments.metrics import victim_row
 from cpoison.experiments.repeats import repeat_seed, row_meta, victim_seeds, views_of
+from cpoison.experiments.surrogates import RepeatSurrogates
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
 
@@ -63,7 +65,8 @@ def choose_bases(
     beside SPEC 2's random draw) takes, round robin over the targets, each target's nearest
     eligible image by cosine similarity of the surrogate's penultimate features
     (``'nearest-pixels'``: of the raw pixels; with labels-to-add: among the classes of that
-    target's own Y_a). Both need ``surrogate`` and ``target_ids``."""
+    target's own Y_a). Both need ``surrogate`` and ``target_ids``. ``'gradient-norm'``: the
+    eligible images with the largest training-gradient norm at the surrogate (SPEC 2)."""
     split, labels = ws.split, ws.dataset.train_labels
     pool = split.attacker_train if config.setting == "black-box" else split.victim_train
     n_poisons = round(config.budget * split.victim_train.numel())
@@ -92,6 +95,11 @@ def choose_bases(
             f"{'attacker' if config.setting == 'black-box' else 'victim'} pool has only "
             f"{pool.numel()} eligible images (poison_class={config.poison_class!r})"
         )
+    if config.poison_selection == "gradient-norm":
+        if surrogate is None:
+            raise ValueError("poison_selection='gradient-norm' needs the surrogate")
+        return largest_gradient_norm(surrogate, pool, ws.dataset.train_images, labels,
+                                     n_poisons)
     if nearest:
         assert surrogate is not None and target_ids is not None
         pixels = config.poison_selection == "nearest-pixels"
@@ -148,14 +156,15 @@ def target_eligibility(
     surrogate sets). ``None`` admits every image."""
     rule = config.targets
     by_goal = config.goal.kind in ("add-label", "remove-label")
-    if not rule.correct_only and rule.set_size is None and not by_goal:
+    sized = rule.set_size is not None or rule.min_set_size is not None
+    if not rule.correct_only and not sized and not by_goal:
         return None
     ds = ws.dataset
     logits = ws.logits(surrogate, ds.test_images)
     eligible = torch.ones(logits.shape[0], dtype=torch.bool)
     if rule.correct_only:
         eligible &= logits.argmax(1) == ds.test_labels
-    if rule.set_size is not None or by_goal:
+    if sized or by_goal:
         cal = ws.split.attacker_cal
         gen = make_generator(derive_seed(seed, "target-sets"))
         predictor = SplitConformal(rule.set_size_score, config.alpha).calibrate(
@@ -163,6 +172,8 @@ def target_eligibility(
         sets = predictor.predict(logits, generator=gen)
         if rule.set_size is not None:
             eligible &= set_sizes(sets) == rule.set_size
+        if rule.min_set_size is not None:
+            eligible &= set_sizes(sets) >= rule.min_set_size
         goal_rule = goal_eligibility(config.goal, sets.cpu())
         if goal_rule is not None:
             eligible &= goal_rule
@@ -171,6 +182,9 @@ def target_eligibility(
 
 def _eligibility_rule(config: ExperimentConfig) -> str:
     parts = ["the surrogate classifies correctly"] if config.targets.correct_only else []
+    if config.targets.min_set_size is not None:
+        parts.append(f"have a surrogate {config.targets.set_size_score.upper()} set of at "
+                     f"least {config.targets.min_set_size} labels")
     if config.targets.set_size is not None:
         parts.append(f"have a surrogate {config.targets.set_size_score.upper()} set of "
                      f"{config.targets.set_size} label(s)")
@@ -244,6 +258,7 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
         train_y=ds.train_labels[split.attacker_train],
         goal=config.goal, alpha=config.alpha, eps=config.eps, seed=seed, device=dev,
         progress=ws.progress, surrogate_epochs=ws.preset.recipe.epochs,
+        surrogates=RepeatSurrogates(ws, surrogate, seed, config.surrogate),
     )
     if config.transfer is not None:
         ctx = transfer_protocol.adjust_context(ws, config, ctx, surrogate)

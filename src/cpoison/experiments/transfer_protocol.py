@@ -295,7 +295,7 @@ def adjust_context(ws: Workspace, config: ExperimentConfig, ctx: AttackContext,
     second order (logistic head), and under full CP the attacker's training points (a seeded
     subset of ``full_cp.subset_size``) in the role of the calibration fold (SPEC 3.5)."""
     tc = _tc(config)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"surrogates": None}  # heads: no ensembles / retraining yet
     if tc.surrogate_head.kind == "logistic":
         feats = clean_features(ws, config).rows(ws.split.attacker_train)
         head = surrogate.head  # type: ignore[union-attr]
