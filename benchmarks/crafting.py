@@ -6,7 +6,10 @@ attack) through the normal protocol, then prints
 1. method, reduction ratio (mean +/- s.e.), crafting seconds, time relative to first order,
    for first order, second order and MetaPoison;
 2. ours (first order) against misclassification poisoning at the same budget: reduction
-   ratio, evaluation coverage, prediction consistency, share of targets misclassified.
+   ratio, evaluation coverage, prediction consistency, share of targets misclassified;
+3. every attack of the config: reduction ratio per score, crafting seconds and time relative
+   to first order (``configs/cpu/crafting-ensembles.yaml``: K = 1, 2, 4 surrogates with and
+   without retraining while crafting, against MetaPoison with as many surrogates).
 
 Usage: python benchmarks/crafting.py [--config PATH] [--out DIR] [--set key=value ...]
        [--store DIR] [--quick]
@@ -45,6 +48,7 @@ def quick(raw: dict[str, Any]) -> dict[str, Any]:
     for attack in raw.get("attacks", []):
         if attack.get("name") == "metapoison":
             attack["craft_steps"] = QUICK_ITERATIONS
+            attack["n_surrogates"] = min(attack.get("n_surrogates", 4), 2)
         elif attack.get("name") not in ("randun", "randga"):
             attack["crafting"] = {**attack.get("crafting", {}),
                                   "iterations": QUICK_ITERATIONS, "restarts": 1}
@@ -101,6 +105,16 @@ def main(argv: list[str] | None = None) -> None:
             else None
         print(f"{name:<18} {_pm(r['reduction_ratio']):>18} {_pm(r['coverage_victim']):>16} "
               f"{_pm(r['consistency']):>16} {_pm(mis):>16}")
+    print(f"\nevery attack ({', '.join(config.scores)})")
+    print(f"{'attack':<18} " + " ".join(f"{s:>18}" for s in config.scores)
+          + f" {'craft s':>9} {'x first order':>14}")
+    by_score = {(r["attack"], r["score"]): r for r in summary["rows"]}
+    for name in dict.fromkeys(r["attack"] for r in summary["rows"]):
+        craft = rows.get(name, {}).get("craft_seconds") or 0.0
+        rel = craft / first if first else float("nan")
+        cells = " ".join(f"{_pm(by_score.get((name, s), {}).get('reduction_ratio')):>18}"
+                         for s in config.scores)
+        print(f"{name:<18} {cells} {craft:>9.1f} {rel:>14.2f}")
     print(f"\nwall time {summary['wall_seconds']:.0f} s; report in {args.out}/report.md")
 
 

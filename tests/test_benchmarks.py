@@ -135,6 +135,16 @@ def test_crafting_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert (tmp_path / "out" / "report.md").exists()
 
 
+def test_crafting_quick_ensembles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The strength table: K surrogates with and without retraining, MetaPoison beside."""
+    out = run("crafting", ["--quick", "--config", str(ROOT / "configs" / "cpu" /
+                                                       "crafting-ensembles.yaml"),
+                           "--out", str(tmp_path / "out"),
+                           "--store", str(tmp_path / "store")], capsys)
+    for method in ("k2", "k4", "k1-retrain", "k4-retrain", "metapoison-k4", "randun"):
+        assert re.search(rf"^{method}\s+{NUMBER}\s+{NUMBER}\s+", out, re.M), method
+
+
 @smoke("defenses")
 def test_defenses(capsys: pytest.CaptureFixture[str]) -> None:
     from cpoison.defenses import available_defenses
