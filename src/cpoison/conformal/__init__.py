@@ -1,12 +1,17 @@
-"""Conformal prediction core (SPEC 3): scores, the conformal quantile, split CP, RSCP, metrics.
+"""Conformal prediction core: scores, the conformal quantile, split CP, RSCP, metrics.
 
->>> import torch
->>> from cpoison.conformal import APS, SplitConformal, coverage
->>> g = torch.Generator().manual_seed(0)
->>> cal_logits = torch.randn(500, 10, generator=g)
->>> cal_labels = torch.randint(10, (500,), generator=g)
->>> cp = SplitConformal(APS(), alpha=0.1).calibrate(cal_logits, cal_labels, generator=g)
->>> sets = cp.predict(torch.randn(20, 10, generator=g), generator=g)  # bool [20, 10]
+Every function takes tensors, NumPy arrays or lists (:mod:`cpoison.conformal.inputs`); your
+own conformal predictor (TorchCP, MAPIE or any object with ``calibrate`` and ``predict``)
+plugs in through :mod:`cpoison.conformal.adapters`.
+
+Examples:
+    >>> import torch
+    >>> from cpoison.conformal import APS, SplitConformal, coverage
+    >>> g = torch.Generator().manual_seed(0)
+    >>> cal_logits = torch.randn(500, 10, generator=g)
+    >>> cal_labels = torch.randint(10, (500,), generator=g)
+    >>> cp = SplitConformal(APS(), alpha=0.1).calibrate(cal_logits, cal_labels, generator=g)
+    >>> sets = cp.predict(torch.randn(20, 10, generator=g), generator=g)  # bool [20, 10]
 """
 
 from cpoison.conformal.metrics import (

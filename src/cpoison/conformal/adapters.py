@@ -168,29 +168,23 @@ def _seed_from(generator: torch.Generator | None, seed: int | None) -> int | Non
 class TorchCPPredictor:
     """A TorchCP score or split predictor as a :class:`ConformalPredictor`.
 
-    Parameters
-    ----------
-    predictor
-        A TorchCP score object (``THR()``, ``APS(randomized=False)``,
-        ``RAPS(penalty=0.01, kreg=1)``, ...), wrapped in TorchCP's ``SplitPredictor``; or a
-        TorchCP predictor with ``calculate_threshold(logits, labels, alpha)`` and
-        ``predict_with_logits(logits)`` (``SplitPredictor``, ``ClassConditionalPredictor``,
-        ...), used as it is.
-    alpha
-        Miscoverage level in (0, 1).
-    generator
-        Seeds TorchCP's randomness: TorchCP draws from torch's global RNG, so every
-        ``calibrate`` and ``predict`` runs under a seed drawn from this generator inside
-        ``torch.random.fork_rng`` (the global RNG is left as it was). ``None``: TorchCP
-        uses the global RNG as it stands.
-    seed
-        A fixed seed instead of ``generator``.
+    Args:
+        predictor: A TorchCP score object (``LAC()``, ``APS(randomized=False)``,
+            ``RAPS(penalty=0.01, kreg=1)``, ...), wrapped in TorchCP's ``SplitPredictor``;
+            or a TorchCP predictor with ``calculate_threshold(logits, labels, alpha)`` and
+            ``predict_with_logits(logits)`` (``SplitPredictor``,
+            ``ClassConditionalPredictor``, ...), used as it is.
+        alpha: Miscoverage level in (0, 1).
+        generator: Seeds TorchCP's randomness: TorchCP draws from torch's global RNG, so
+            every ``calibrate`` and ``predict`` runs under a seed drawn from this generator
+            inside ``torch.random.fork_rng`` (the global RNG is left as it was). ``None``:
+            TorchCP uses the global RNG as it stands.
+        seed: A fixed seed instead of ``generator``.
 
-    Examples
-    --------
-    >>> from torchcp.classification.score import APS  # doctest: +SKIP
-    >>> cp = TorchCPPredictor(APS(randomized=False), alpha=0.1)  # doctest: +SKIP
-    >>> sets = cp.calibrate(cal_logits, cal_labels).predict(test_logits)  # doctest: +SKIP
+    Examples:
+        >>> from torchcp.classification.score import APS  # doctest: +SKIP
+        >>> cp = TorchCPPredictor(APS(randomized=False), alpha=0.1)  # doctest: +SKIP
+        >>> sets = cp.calibrate(cal_logits, cal_labels).predict(test_logits)  # doctest: +SKIP
     """
 
     def __init__(
@@ -284,18 +278,12 @@ class TorchModelClassifier(ClassifierMixin, BaseEstimator):
     or feature vectors). Use it as ``SplitConformalClassifier(TorchModelClassifier(model,
     num_classes=10), prefit=True)``.
 
-    Parameters
-    ----------
-    model
-        The fitted ``nn.Module`` mapping a batch of inputs to logits ``[B, K]``.
-    num_classes
-        ``K``.
-    batch_size
-        Inputs per forward pass.
-    device
-        Where the forward passes run (default: where the model's parameters are).
-    temperature
-        Softmax temperature.
+    Args:
+        model: The fitted ``nn.Module`` mapping a batch of inputs to logits ``[B, K]``.
+        num_classes: ``K``.
+        batch_size: Inputs per forward pass.
+        device: Where the forward passes run (default: where the model's parameters are).
+        temperature: Softmax temperature.
     """
 
     def __init__(
@@ -356,19 +344,15 @@ class MapiePredictor:
     its sets are those of the probabilities the victim's model gives; see the module doc
     for how its APS / RAPS sets relate to cpoison's.
 
-    Parameters
-    ----------
-    conformity_score
-        MAPIE's score name (``"lac"``, ``"aps"``, ``"raps"``, ``"top_k"``) or object.
-    alpha
-        Miscoverage level in (0, 1); MAPIE's ``confidence_level`` is ``1 - alpha``.
-    generator
-        Draws MAPIE's ``random_state`` at each ``calibrate`` (MAPIE's APS and RAPS randomize
-        their calibration scores).
-    random_state
-        A fixed ``random_state`` instead of ``generator``.
-    conformity_score_params
-        Passed to ``predict_set`` (``{"include_last_label": False}`` for APS).
+    Args:
+        conformity_score: MAPIE's score name (``"lac"``, ``"aps"``, ``"raps"``,
+            ``"top_k"``) or object.
+        alpha: Miscoverage level in (0, 1); MAPIE's ``confidence_level`` is ``1 - alpha``.
+        generator: Draws MAPIE's ``random_state`` at each ``calibrate`` (MAPIE's APS and
+            RAPS randomize their calibration scores).
+        random_state: A fixed ``random_state`` instead of ``generator``.
+        conformity_score_params: Passed to ``predict_set`` (``{"include_last_label":
+            False}`` for APS).
     """
 
     def __init__(

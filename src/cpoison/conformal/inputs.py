@@ -71,21 +71,16 @@ def _check_tensor_dtype(t: Tensor, what: str, kind: Kind) -> Tensor:
 def as_tensor(x: ArrayLike, what: str, kind: Kind = "float") -> Tensor:
     """``x`` as a tensor of the given ``kind``, or :class:`CpoisonError` naming ``what``.
 
-    Parameters
-    ----------
-    x
-        A :class:`torch.Tensor` (returned as it is), a NumPy array, a NumPy scalar, or a
-        (nested) list or tuple of numbers.
-    what
-        The argument's name for error messages (``"calibration logits"``).
-    kind
-        ``"float"`` (logits, scores), ``"int"`` (labels) or ``"bool"`` (prediction sets).
+    Args:
+        x: A :class:`torch.Tensor` (returned as it is), a NumPy array, a NumPy scalar, or a
+            (nested) list or tuple of numbers.
+        what: The argument's name for error messages (``"calibration logits"``).
+        kind: ``"float"`` (logits, scores), ``"int"`` (labels) or ``"bool"`` (prediction
+            sets).
 
-    Returns
-    -------
-    torch.Tensor
-        A tensor on the CPU for NumPy and list inputs; int64 for ``kind="int"`` unless ``x``
-        was already an integer tensor.
+    Returns:
+        A tensor, on the CPU for NumPy and list inputs; int64 for ``kind="int"`` unless
+        ``x`` was already an integer tensor.
     """
     if isinstance(x, Tensor):
         return _check_tensor_dtype(x, what, kind)

@@ -48,31 +48,27 @@ def sets_from_scores(scores: ArrayLike, threshold: Tensor | float) -> Tensor:
 class SplitConformal:
     """Split conformal predictor for any score of :mod:`cpoison.conformal.scores`.
 
-    Parameters
-    ----------
-    score:
-        A :class:`ConformalScore` (``HPS()``, ``APS()``, ``RAPS()``) or a name accepted by
-        :func:`build_score`.
-    alpha:
-        Miscoverage level in (0, 1); default 0.1 (SPEC 3.2).
-    chunk_size:
-        Rows per chunk of the no-grad scoring path (``None``: about 4M logits per chunk).
-    generator:
-        Default source of the uniforms of randomized scores, used by :meth:`calibrate` and
-        :meth:`predict` when they are given none (so that the predictor satisfies the
-        two-method :class:`~cpoison.conformal.adapters.ConformalPredictor` protocol).
+    The attributes are set by :meth:`calibrate` (or :meth:`calibrate_from_scores`).
 
-    Attributes (after :meth:`calibrate`)
-    ------------------------------------
-    threshold:
-        The conformal quantile ``q`` as a 0-d tensor (``+inf`` if the calibration set is too
-        small for ``alpha``).
-    n_calibration:
-        Number of calibration points ``n``.
-    calibration_scores:
-        The ``n`` calibration scores (detached), e.g. for the sorted ``S_(i)`` of SPEC 4.2.
-    num_classes:
-        ``K`` seen at calibration (``None`` after :meth:`calibrate_from_scores` without it).
+    Args:
+        score: A :class:`ConformalScore` (``HPS()``, ``APS()``, ``RAPS()``) or a name
+            accepted by :func:`build_score`.
+        alpha: Miscoverage level in (0, 1).
+        chunk_size: Rows per chunk of the no-grad scoring path (``None``: about 4M logits
+            per chunk).
+        generator: Default source of the uniforms of randomized scores, used by
+            :meth:`calibrate` and :meth:`predict` when they are given none (so that the
+            predictor satisfies the two-method
+            :class:`~cpoison.conformal.adapters.ConformalPredictor` protocol).
+
+    Attributes:
+        threshold: The conformal quantile ``q`` as a 0-d tensor (``+inf`` if the
+            calibration set is too small for ``alpha``).
+        n_calibration: Number of calibration points ``n``.
+        calibration_scores: The ``n`` calibration scores (detached), e.g. for the sorted
+            ``S_(i)`` of the attack's relaxed loss (paper Eq. 7).
+        num_classes: ``K`` seen at calibration (``None`` after
+            :meth:`calibrate_from_scores` without it).
     """
 
     def __init__(

@@ -76,20 +76,13 @@ def _number(name: str, value: object, *, positive: bool) -> float:
 class RSCP:
     """The RSCP smoothed score (Gendler et al. 2022) over a base score.
 
-    Parameters
-    ----------
-    base_score:
-        Score applied to the logits of each noisy copy (default :class:`HPS`).
-    sigma:
-        Standard deviation of the Gaussian noise (default 0.25).
-    delta:
-        l2 radius of the adversarial perturbation the sets must withstand (default 0.125).
-    n_samples:
-        Number of noise draws ``n_s`` per input (default 256; CPU presets may lower it).
-    batch_size:
-        Noisy rows per model forward pass (bounds memory).
-    clip_eps:
-        Scores are clipped into ``(clip_eps, 1 - clip_eps)`` before ``Phi^-1``.
+    Args:
+        base_score: Score applied to the logits of each noisy copy (default :class:`HPS`).
+        sigma: Standard deviation of the Gaussian noise.
+        delta: l2 radius of the adversarial perturbation the sets must withstand.
+        n_samples: Number of noise draws ``n_s`` per input (CPU presets may lower it).
+        batch_size: Noisy rows per model forward pass (bounds memory).
+        clip_eps: Scores are clipped into ``(clip_eps, 1 - clip_eps)`` before ``Phi^-1``.
     """
 
     def __init__(

@@ -258,18 +258,22 @@ def evaluate_full_cp_victims(
 
     Args:
         extractor: the frozen feature extractor (for the poisons' features).
-        pool_images, pool_labels: the train pool the poison ids index (uint8 or float).
+        pool_images: the train pool the poison ids index (uint8 or float).
+        pool_labels: the labels of that pool.
         victim_ids: pool ids of the victims' clean data; ``victim_features`` their clean
             features (computed once per extractor, shared by every victim).
         poisons: ids + delta (clean labels ``pool_labels[ids]``), injected into every victim.
-        target_features/labels, eval_features/labels: clean features of the targets and of
-            the evaluation set.
+        target_features: clean features of the targets.
+        target_labels: their labels.
+        eval_features: clean features of the evaluation set.
+        eval_labels: its labels.
         victims: number of fresh victims; victim ``j`` trains on a seeded random subset of
             ``victim_size`` of the victim data (all of it when ``None``), drawn with
             ``derive_seed(seed, "victim", j)``, plus the poisons; its benign twin on the same
             subset without them. Every point of the victim's training data is a full-CP
             training point (``subset_size=None``).
-        target_method / eval_method: full-CP method for targets / evaluation set.
+        target_method: full-CP method for the targets.
+        eval_method: full-CP method for the evaluation set.
 
     Randomized scores use uniforms drawn from ``derive_seed(seed, "victim-u", j)``, shared by
     the benign and the poisoned twin.
