@@ -35,7 +35,7 @@ def test_unequal_coverage_runs_with_bases_from_the_other_classes(tmp_path) -> No
         row["subgroup_target_coverage_benign"] - row["subgroup_target_coverage_victim"])
     (poisons,) = stored_poisons(tmp_path / "store", "ours-l3-o1-hps")
     labels = load_dataset("digits", seed=0).train_labels
-    assert (labels[poisons.ids] != 3).all()  # GOAL_POISON_CLASS: other classes
+    assert (labels[poisons.ids] != 3).all()  # the goal's poison_class: other classes
     srow = summary["rows"][0]
     assert set(srow["goal_effect"]) == {"mean", "se"}
     assert "subgroup_coverage_victim" in srow

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from cpoison.attacks.alignment import CraftingConfig
 from cpoison.attacks.base import Attack
 from cpoison.attacks.context import AttackContext
-from cpoison.attacks.goals import goal_objective, labels_to_add
+from cpoison.attacks.goals import goal_kind, goal_objective, labels_to_add
 from cpoison.attacks.hessian import (
     conjugate_gradient,
     gauss_newton_vector_product,
@@ -114,7 +114,7 @@ def loss_data(ctx: AttackContext, scorer: Scorer, seed: int) -> LossData:
     cal_u = torch.rand(ctx.cal_x.shape[0], generator=gen, device=ctx.device)
     target_u = torch.rand(ctx.target_x.shape[0], generator=gen, device=ctx.device)
     data = LossData(ctx.cal_x, ctx.cal_y, cal_u, ctx.target_x, ctx.target_y, target_u)
-    if ctx.goal.kind == "underconfidence":
+    if goal_kind(ctx.goal).needs_labels_in:
         with torch.no_grad():
             _, cal_scores = scorer(ctx.surrogate, ctx.cal_x, cal_u)
             cal = cal_scores.gather(1, ctx.cal_y[:, None]).squeeze(1).sort().values

@@ -21,31 +21,13 @@ NaN stands for a figure without data (an empty group, a zero benign size).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
 
-from cpoison.attacks.goals import Goal
-from cpoison.conformal import coverage, mean_size
+from cpoison.attacks.goals import Goal, goal_kind
 
 __all__ = ["goal_metrics"]
-
-
-def _share_with(sets: torch.Tensor, label: int) -> float:
-    """Share of sets (bool [N, K]) that hold ``label`` (NaN for no set)."""
-    return float(sets[:, label].double().mean()) if sets.shape[0] else math.nan
-
-
-def _coverage(sets: torch.Tensor, labels: torch.Tensor) -> float:
-    return coverage(sets, labels) if sets.shape[0] else math.nan
-
-
-def _pair(
-    row: dict[str, float], name: str, benign: float, victim: float
-) -> None:
-    row[f"{name}_benign"] = benign
-    row[f"{name}_victim"] = victim
 
 
 def goal_metrics(
@@ -88,45 +70,4 @@ def goal_metrics(
         if victim_sets[group].shape != sets.shape:
             raise ValueError(f"group {group!r}: benign sets {tuple(sets.shape)} but poisoned "
                              f"sets {tuple(victim_sets[group].shape)}")
-    b_t, v_t, y_t = benign_sets["targets"], victim_sets["targets"], labels["targets"]
-    row: dict[str, float] = {}
-    if goal.kind in ("overconfidence", "underconfidence"):
-        bs, vs = mean_size(b_t), mean_size(v_t)
-        _pair(row, "target_size", bs, vs)
-        change = (bs - vs) if goal.kind == "overconfidence" else (vs - bs)
-        row["goal_effect"] = change / bs if bs > 0 else math.nan
-        return row
-    if goal.kind == "unequal-coverage":
-        c = goal.subgroup_class if goal.subgroup_class is not None else target_class
-        if c is None:
-            c = int(torch.mode(y_t).values) if y_t.numel() else -1
-        row["subgroup_class"] = float(c)
-        _pair(row, "subgroup_target_coverage", _coverage(b_t, y_t), _coverage(v_t, y_t))
-        row["goal_effect"] = (row["subgroup_target_coverage_benign"]
-                              - row["subgroup_target_coverage_victim"])
-        if "others" in benign_sets:
-            b_o, v_o, y_o = benign_sets["others"], victim_sets["others"], labels["others"]
-            _pair(row, "subgroup_coverage", _coverage(b_o, y_o), _coverage(v_o, y_o))
-        if "evaluation" in benign_sets:
-            b_e, v_e, y_e = (benign_sets["evaluation"], victim_sets["evaluation"],
-                             labels["evaluation"])
-            _pair(row, "marginal_coverage", _coverage(b_e, y_e), _coverage(v_e, y_e))
-            rest = y_e != c
-            _pair(row, "rest_coverage", _coverage(b_e[rest], y_e[rest]),
-                  _coverage(v_e[rest], y_e[rest]))
-            if "others" in benign_sets:
-                for side in ("benign", "victim"):
-                    row[f"coverage_gap_{side}"] = (row[f"marginal_coverage_{side}"]
-                                                   - row[f"subgroup_coverage_{side}"])
-        return row
-    label = goal.label
-    assert label is not None  # the Goal validator requires it for these kinds
-    _pair(row, "label_share", _share_with(b_t, label), _share_with(v_t, label))
-    rise = row["label_share_victim"] - row["label_share_benign"]
-    row["goal_effect"] = rise if goal.kind == "add-label" else -rise
-    _pair(row, "true_label_coverage", _coverage(b_t, y_t), _coverage(v_t, y_t))
-    for group in ("others", "evaluation"):
-        if group in benign_sets:
-            _pair(row, f"label_share_{group}", _share_with(benign_sets[group], label),
-                  _share_with(victim_sets[group], label))
-    return row
+    return goal_kind(goal).metrics(goal, benign_sets, victim_sets, labels, target_class)

@@ -122,29 +122,11 @@ def relaxed_loss(
     z_true = logits.gather(1, data.target_y[:, None]).squeeze(1)
     z_other = logits.masked_fill(true, float("-inf")).max(dim=1).values
     margin = torch.clamp(z_other - z_true, min=-goal.beta).sum()
-    if shape.hinge == "eq7" and goal.kind == "overconfidence":  # Eq. 7's own summation order
-        push_out = torch.relu(cal[k - 1 :][None, None, :] - scores[:, :, None]).sum(-1)
-        keep = torch.relu(scores.gather(1, data.target_y[:, None]).squeeze(1) - cal[k - 1])
-        return push_out.masked_fill(true, 0.0).sum() + keep.sum() + margin
-    push, pull, keep = _masks(goal, data, true, shape)
+    push, pull, keep = goal_masks(goal, data.target_y, scores.shape[1], data.y_in,
+                                  shape.true_label)
     if shape.hinge == "eq7":
         return hinge_terms(scores, cal, k, push, pull, keep) + margin
     return boundary_terms(scores, cal[k - 1], push, pull, keep, shape) + margin
-
-
-def _masks(goal: Goal, data: LossData, true: torch.Tensor, shape: LossShape
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(push out, pull in, keep) bool [V, K] of the goal (SPEC 4.1)."""
-    none = torch.zeros_like(true)
-    if goal.kind == "overconfidence":
-        return ~true, none, true
-    if goal.kind == "underconfidence":
-        if data.y_in is None:
-            raise ValueError("underconfidence needs the labels to pull in (y_in)")
-        if shape.true_label == "keep":
-            return none, data.y_in & ~true, true
-        return none, data.y_in | true, none
-    return goal_masks(goal, data.target_y, true.shape[1])
 
 
 def hinge_terms(

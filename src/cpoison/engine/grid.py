@@ -31,7 +31,7 @@ def expand_grid(config: ExperimentConfig) -> list[GridPoint]:
     fastest); a config without a grid is one point."""
     base = config.model_dump(mode="json", exclude={"grid"}, exclude_none=True)
     if "poison_class" not in config.model_fields_set:
-        base.pop("poison_class", None)  # resolved by each point's goal (GOAL_POISON_CLASS)
+        base.pop("poison_class", None)  # resolved by each point's goal (its kind's poison_class)
     grid = config.grid
     points = []
     for combo in itertools.product(*grid.values()):

@@ -23,17 +23,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cpoison.attacks.goals import Goal, goal_kind
 from cpoison.io import atomic_write_text
 
 VISIBLE = 0.01  # a change in coverage or accuracy of at least 1 point ...
 SIGNIFICANT = 2.0  # ... and of at least 2 standard errors counts as visible
 
-_EFFECT = {"overconfidence": "reduction_ratio", "underconfidence": "expansion_ratio"}
-
-
 def effect_metric(kind: str) -> str:
     """The row figure that measures a goal's effect (larger: more of what it wanted)."""
-    return _EFFECT.get(kind, "goal_effect")
+    return goal_kind(kind).effect_metric
 
 
 def _m(row: dict[str, Any], key: str) -> float | None:
@@ -88,31 +86,9 @@ def _significant(a: dict[str, Any], b: dict[str, Any] | None, key: str) -> bool 
 def _goal_phrase(row: dict[str, Any], kind: str, goal: dict[str, Any],
                  classes: list[str]) -> str:
     """What the attack did to the targets, in words (mean ± s.e.)."""
-    if kind in ("overconfidence", "underconfidence"):
-        verb = "shrink" if kind == "overconfidence" else "widen"
-        return (f"the targets' sets {verb} from {_pm(row, 'benign_set_size')} to "
-                f"{_pm(row, 'victim_set_size')} labels on average "
-                f"({'reduction' if kind == 'overconfidence' else 'expansion'} "
-                f"{_pm(row, effect_metric(kind), pct=True)})")
-    if kind == "unequal-coverage":
-        return (f"the subgroup's targets lose coverage: "
-                f"{_pm(row, 'subgroup_target_coverage_benign')} -> "
-                f"{_pm(row, 'subgroup_target_coverage_victim')} (drop "
-                f"{_pm(row, 'goal_effect', pct=True)}); the class's other test images: "
-                f"{_pm(row, 'subgroup_coverage_benign')} -> "
-                f"{_pm(row, 'subgroup_coverage_victim')}; marginal coverage "
-                f"{_pm(row, 'marginal_coverage_benign')} -> "
-                f"{_pm(row, 'marginal_coverage_victim')}")
     name = _class_name(classes, int(goal.get("label") or 0))
-    if kind == "add-label":
-        return (f"label {name} enters the targets' sets: held by "
-                f"{_pm(row, 'label_share_benign', pct=True)} -> "
-                f"{_pm(row, 'label_share_victim', pct=True)} of them; the true label stays "
-                f"in {_pm(row, 'true_label_coverage_victim', pct=True)}")
-    return (f"label {name} leaves the targets' sets: held by "
-            f"{_pm(row, 'label_share_benign', pct=True)} -> "
-            f"{_pm(row, 'label_share_victim', pct=True)} of them; the true label stays in "
-            f"{_pm(row, 'true_label_coverage_victim', pct=True)}")
+    return goal_kind(kind).effect_phrase(Goal(**goal), name,
+                                         lambda key, pct=False: _pm(row, key, pct=pct))
 
 
 def _betrays(row: dict[str, Any], benign: str, victim: str) -> tuple[float | None, bool]:
@@ -147,18 +123,8 @@ def plain_summary(summary: dict[str, Any], config: dict[str, Any],
     n_targets = config["targets"]["n_targets"]
     victims = sorted({r["n_victims"] for r in ours})
     repeats = sorted({r["n_repeats"] for r in ours})
-    goal_words = {
-        "overconfidence": "shrink the prediction sets of chosen test images (targets) to "
-                          "their predicted label (overconfidence)",
-        "underconfidence": "widen the prediction sets of chosen test images (targets) "
-                           "(underconfidence)",
-        "unequal-coverage": "make the sets of one class's images miss their true label "
-                            "(unequal coverage for that class) while marginal coverage stays",
-        "add-label": f"put label {_class_name(classes, int(goal.get('label') or 0))} into "
-                     "the targets' sets while their true label stays",
-        "remove-label": f"take label {_class_name(classes, int(goal.get('label') or 0))} out "
-                        "of the targets' sets while their true label stays",
-    }[kind]
+    goal_words = goal_kind(kind).aim(Goal(**goal),
+                                     _class_name(classes, int(goal.get("label") or 0)))
     lines = [
         "## Summary",
         "",
@@ -193,7 +159,7 @@ def plain_summary(summary: dict[str, Any], config: dict[str, Any],
         value = _m(r, metric)
         if value is not None and not math.isnan(value) and (best is None or value > best[0]):
             best = (value, r)
-    if kind == "overconfidence":
+    if goal_kind(kind).needs_room:
         small = [r for r in ours if (_m(r, "benign_set_size") or 2.0) <= 1.05]
         if small and len(small) == len(ours):
             lines += ["", f"The targets' benign sets are already (nearly) single labels at "
@@ -285,33 +251,12 @@ def _defense_text(rows: list[dict[str, Any]], ours_label: str, metric: str) -> s
             "per defense are in the tables below).")
 
 
-GOAL_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "unequal-coverage": (
-        ("goal_effect", "coverage drop (targets)"),
-        ("subgroup_target_coverage_victim", "target cov. victim"),
-        ("subgroup_coverage_benign", "class cov. benign"),
-        ("subgroup_coverage_victim", "class cov. victim"),
-        ("marginal_coverage_victim", "marginal cov. victim"),
-        ("coverage_gap_victim", "gap victim")),
-    "add-label": (
-        ("goal_effect", "share rise"), ("label_share_benign", "share benign"),
-        ("label_share_victim", "share victim"),
-        ("label_share_evaluation_victim", "share eval. victim"),
-        ("true_label_coverage_victim", "true label kept")),
-    "remove-label": (
-        ("goal_effect", "share fall"), ("label_share_benign", "share benign"),
-        ("label_share_victim", "share victim"),
-        ("label_share_evaluation_victim", "share eval. victim"),
-        ("true_label_coverage_victim", "true label kept")),
-}
-
-
 def goal_table(rows: list[dict[str, Any]], kind: str, grid_keys: list[str]) -> str:
     """The goal's own figures (SPEC 4.1) as a Markdown table; empty for over- and
     underconfidence (their figures are in the main table)."""
     from cpoison.experiments.report import _fmt, _point_value
 
-    columns = GOAL_COLUMNS.get(kind)
+    columns = goal_kind(kind).columns
     if not columns:
         return ""
     head = "| " + " | ".join([*grid_keys, "attack", "score", *(t for _, t in columns)]) + " |"
@@ -337,7 +282,7 @@ def write_audit_report(out: Path, summary: dict[str, Any], config: dict[str, Any
     for key in numeric_grid_keys(rows, grid_keys) if rows else []:
         metric = effect_metric(kind)
         name = f"{metric}_vs_{key.replace('.', '_')}.png"
-        if not (out / name).exists() or kind not in _EFFECT:
+        if not (out / name).exists() or metric == "goal_effect":
             plot_against(rows, key, metric, out / name)
         plots.append(f"![{metric} against {key}]({name})")
     extra = goal_table(rows, kind, grid_keys)

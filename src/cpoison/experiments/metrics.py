@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from cpoison.attacks.goal_metrics import goal_metrics
-from cpoison.attacks.goals import Goal
+from cpoison.attacks.goals import Goal, goal_kind
 from cpoison.conformal import coverage, mean_size, summarize
 from cpoison.experiments.evaluation import EvalViews, ModelEval
 
@@ -84,7 +84,7 @@ def victim_row(
                    others_reduction_ratio=_ratio(obs - ovs, obs),
                    others_coverage_benign=coverage(b["others"], y_o),
                    others_coverage_victim=coverage(v["others"], y_o))
-    if goal is not None and goal.kind not in ("overconfidence", "underconfidence"):
+    if goal is not None and goal_kind(goal).own_metrics:
         groups = {"targets": y_t, "others": y_o, "evaluation": y_e}
         row.update(goal_metrics(goal, {g: b[g] for g in groups}, {g: v[g] for g in groups},
                                 groups, target_class))

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from cpoison.attacks.goals import goal_kind  # noqa: E402
 from cpoison.experiments.defense_comparison import compare_to_none  # noqa: E402
 from cpoison.io import atomic_write, atomic_write_text  # noqa: E402
 
@@ -201,8 +202,8 @@ def write_report(out: Path, summary: dict[str, Any], config: dict[str, Any]) -> 
     grid_keys = list(summary.get("grid_keys") or [])
     sizes = plot_set_sizes(rows, out / "set_sizes.png")
     stealth = plot_stealth(rows, out / "stealth.png", config["alpha"])
-    metric = ("expansion_ratio" if config["goal"]["kind"] == "underconfidence"
-              else "reduction_ratio")
+    metric = goal_kind(config["goal"]["kind"]).effect_metric
+    metric = metric if metric != "goal_effect" else "reduction_ratio"
     trends = [plot_against(rows, k, metric, out / f"{metric}_vs_{k.replace('.', '_')}.png")
               for k in numeric_grid_keys(rows, grid_keys)] if rows else []
     env = summary["environment"]

@@ -30,7 +30,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from cpoison.attacks.alignment import CraftingConfig, align_poisons, signed_step
-from cpoison.attacks.goals import Goal, labels_to_add
+from cpoison.attacks.goals import Goal, goal_kind, labels_to_add
 from cpoison.attacks.losses import LossData, logit_scorer, quantile_rank, relaxed_loss
 from cpoison.attacks.poison_set import PoisonSet
 from cpoison.attacks.worst_case import worst_case_gradient
@@ -84,7 +84,7 @@ def full_cp_loss_data(
         target_features.to(dev, F64), target_labels.to(dev).long(),
         torch.rand(target_labels.numel(), generator=gen, dtype=F64).to(dev),
     )
-    if goal.kind == "underconfidence":
+    if goal_kind(goal).needs_labels_in:
         scorer = logit_scorer(build_score(score))
         lin = head.linear()
         with torch.no_grad():
