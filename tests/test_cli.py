@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cpoison.cli import main
+from cpoison.cli import COMMANDS, GOALS, SCALES, _parser, main
 
 CP_DIGITS = ["cp", "--dataset", "digits", "--preset", "cpu", "--no-rscp", "--quiet"]
 
@@ -128,3 +129,124 @@ def test_unknown_score_is_reported_before_any_training(
     assert main([*CP_DIGITS, "--scores", "hps,nosuch"]) == 2
     assert "unknown conformal score 'nosuch'" in capsys.readouterr().err
     assert _models(tmp_path / "cache") == []
+
+
+# -- the command line's own conventions (issue 21, item 7) ------------------------------------
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = _parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+MINIMAL_ARGS = {
+    "data": ["digits"], "configs": [], "cp": [], "attack": ["c.yaml", "--out", "o"],
+    "demo": [], "audit": ["--data", "d", "--model", "m", "--out", "o"], "reproduce": ["--out",
+    "o"], "report": ["run"], "export-cells": ["run", "folder"],
+}
+
+
+def test_every_command_is_covered_here() -> None:
+    assert set(_subparsers()) == set(MINIMAL_ARGS) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(MINIMAL_ARGS))
+def test_q_and_v_work_before_and_after_every_command(command: str) -> None:
+    rest = MINIMAL_ARGS[command]
+    for flag, dest in (("-q", "quiet"), ("--quiet", "quiet"), ("-v", "verbose")):
+        before = _parser().parse_args([flag, command, *rest])
+        after = _parser().parse_args([command, *rest, flag])
+        assert getattr(before, dest) and getattr(after, dest), (command, flag)
+    plain = _parser().parse_args([command, *rest])
+    assert not plain.quiet and not plain.verbose
+
+
+def test_q_and_v_together_exit_2_with_one_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["-v", "data", "digits", "-q"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("cpoison: error: -v (debug logging) and -q (warnings only) exclude "
+                       "each other")
+
+
+@pytest.mark.parametrize("command", sorted(MINIMAL_ARGS))
+def test_every_help_shows_its_defaults_and_no_specification(command: str) -> None:
+    sub = _subparsers()[command]
+    text = sub.format_help()
+    assert "SPEC" not in text.replace("TORCH_SPEC", "")
+    formatter = sub._get_formatter()
+    for action in sub._actions:
+        if not action.option_strings or action.default in (None, False, [], argparse.SUPPRESS):
+            continue
+        if isinstance(action, argparse._HelpAction):
+            continue
+        shown = formatter._get_help_string(action) or ""
+        assert "default" in shown, (command, action.option_strings, shown)
+
+
+def test_top_level_help_names_the_commands_and_no_specification() -> None:
+    text = _parser().format_help()
+    assert "SPEC" not in text
+    assert "-q" in text and "-v" in text
+
+
+def test_enumerated_flags_take_choices() -> None:
+    from cpoison.attacks import GOAL_KINDS
+    from cpoison.reproduce import SCALES as REPRODUCE_SCALES
+
+    subs = _subparsers()
+    goal = next(a for a in subs["audit"]._actions if "--goal" in a.option_strings)
+    scale = next(a for a in subs["reproduce"]._actions if "--scale" in a.option_strings)
+    assert tuple(goal.choices) == tuple(GOAL_KINDS) == GOALS
+    assert tuple(scale.choices) == tuple(REPRODUCE_SCALES) == SCALES
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["audit", "--data", "d", "--model", "m", "--out", "o", "--goal", "shrink"],
+         "argument --goal: invalid choice: 'shrink'"),
+        (["reproduce", "--out", "o", "--scale", "gpu"], "argument --scale: invalid choice: 'gpu'"),
+    ],
+)
+def test_a_bad_choice_exits_2_with_one_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cpoison ") and message in err[-1], err
+
+
+def test_configs_lists_every_shipped_config_with_its_purpose(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cpoison.resources import shipped_configs
+
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    names = shipped_configs()
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in out[: len(names)]}
+    assert sorted(rows) == names
+    for name, purpose in rows.items():
+        assert len(purpose) > 20, (name, purpose)
+        assert "SPEC" not in purpose and "issue" not in purpose.lower(), (name, purpose)
+    assert rows["configs/demo.yaml"].startswith("The main job (make demo)")
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, store = tmp_path / "run", tmp_path / "store"
+    assert main(["attack", "configs/digits-tiny.yaml", "--out", str(out), "--store", str(store),
+                 "--dry-run", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "cells: 4 (0 done, 4 to run)" in text
+    assert "models to train: 6 (1 surrogates, 1 benign victims, 4 poisoned victims)" in text
+    assert "poison sets to craft: 4" in text
+    assert re.search(r"estimated time: about \d+ min", text)
+    assert not out.exists()
+    assert not list(store.rglob("*.safetensors"))

@@ -11,8 +11,12 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from cpoison.errors import CpoisonError
+
+if TYPE_CHECKING:
+    from cpoison.experiments.config import ExperimentConfig
 
 log = logging.getLogger("cpoison")
 
@@ -39,6 +43,38 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+# The attack goals (cpoison.attacks.GOAL_KINDS; tests/test_cli.py checks they agree) and the
+# scales of `cpoison reproduce` (cpoison.reproduce.SCALES), spelled out here so that
+# `cpoison --help` does not import torch.
+GOALS = ("overconfidence", "underconfidence", "unequal-coverage", "add-label", "remove-label")
+SCALES = ("cpu", "paper", "test")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the help already states it or the
+    default is nothing (``None``, off, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or not action.option_strings or default is argparse.SUPPRESS
+                or default is None or default is False or default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _verbosity(top: bool) -> argparse.ArgumentParser:
+    """-v / -q, accepted before the subcommand and after it (then the later one counts)."""
+    p = argparse.ArgumentParser(add_help=False)
+    group = p.add_argument_group("output")
+    default = False if top else argparse.SUPPRESS
+    group.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="debug logging")
+    group.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="no progress bars; log warnings and errors only")
+    return p
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--store", "--cache-dir", dest="store", action="append", default=None,
@@ -54,7 +90,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "trained on a GPU is not served to a CPU run, nor the reverse)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch threads per unit of work (default: torch's; Ray: CPUs per task)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_executor(p: argparse.ArgumentParser) -> None:
@@ -78,49 +113,67 @@ def _version() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cpoison", description="Data poisoning attacks against conformal prediction."
+        prog="cpoison", description="Data poisoning attacks against conformal prediction. "
+        "-v / -q work before the command and after it (cpoison -q attack ... or cpoison "
+        "attack ... -q).", parents=[_verbosity(top=True)], formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    verbosity = _verbosity(top=False)
 
-    p = sub.add_parser("data", help="locate (or download) a dataset and describe it")
-    p.add_argument("name", help="fashion-mnist, cifar10, cifar100, tiny-imagenet, digits")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--no-download", action="store_true")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[verbosity], formatter_class=_HelpFormatter,
+                              **kwargs)
 
-    p = sub.add_parser("cp", help="train a model and report split-CP coverage and set size")
-    p.add_argument("--dataset", default="fashion-mnist")
+    p = command("data", help="locate (or download) a dataset and describe it")
+    p.add_argument("name", help="fashion-mnist, cifar10, cifar100, tiny-imagenet or digits")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--no-download", action="store_true",
+                   help="fail instead of downloading a dataset that is not found")
+
+    p = command("configs", help="list the shipped configs, each with what it is for",
+                description="The configs that ship with cpoison, by the name cpoison attack "
+                "takes (configs/demo.yaml), each with the first sentence of its header "
+                "comment. A file of your own at the same path takes precedence.")
+
+    p = command("cp", help="train a model and report split-CP coverage and set size")
+    p.add_argument("--dataset", default="fashion-mnist", help="a registry name (cpoison data)")
     p.add_argument("--model", default=None, help="architecture (default: the preset's)")
-    p.add_argument("--preset", default="cpu", help="cpu or paper")
-    p.add_argument("--alpha", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="cpu", help="training preset: cpu, cpu-full or paper")
+    p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level in (0, 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--scores", default="hps,aps,raps", help="comma-separated score names")
     p.add_argument("--no-rscp", action="store_true", help="skip RSCP (noisy forward passes)")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     _add_common(p)
 
-    p = sub.add_parser("attack", help="run (resume, extend) an experiment or grid from a config")
-    p.add_argument("config", help="YAML config: a path, or a shipped one (configs/demo.yaml)")
+    dry_run_help = ("print the cells, the models to train and an estimated time, then stop "
+                    "(nothing is trained or written)")
+    p = command("attack", help="run (resume, extend) an experiment or grid from a config")
+    p.add_argument("config", help="YAML config: a path, or a shipped one (cpoison configs "
+                   "lists them)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config value (dotted key)")
     p.add_argument("--out", required=True, help="output folder (re-running it resumes)")
+    p.add_argument("--dry-run", action="store_true", help=dry_run_help)
     _add_common(p)
     _add_executor(p)
 
-    p = sub.add_parser("demo", help="the main job on the embedded dataset (configs/demo.yaml)")
+    p = command("demo", help="the main job on the embedded dataset (configs/demo.yaml)")
     p.add_argument("--config", default=None, help="config to run (default: configs/demo.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config value (dotted key)")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="runs/demo", help="output folder (re-running it resumes)")
+    p.add_argument("--dry-run", action="store_true", help=dry_run_help)
     _add_common(p)
     _add_executor(p)
 
-    p = sub.add_parser(
+    p = command(
         "audit", help="audit your own data and model: how far can a few poisoned training "
-        "images move your conformal prediction sets? (SPEC 12)",
-        description="Split your data into the roles of SPEC 2, run the black-box poisoning "
-        "attack against your model's conformal pipeline for each score and budget, and write "
+        "images move your conformal prediction sets?",
+        description="Split your data between an attacker and your pipeline (its training and "
+        "calibration sets, targets and evaluation set), run the black-box poisoning attack "
+        "against your model's conformal pipeline for each score and budget, and write "
         "OUT/audit.md, which opens with a plain summary. Re-running resumes.")
     p.add_argument("--data", required=True,
                    help="an ImageFolder folder (one subfolder per class; train/ and test/ "
@@ -134,54 +187,53 @@ def _parser() -> argparse.ArgumentParser:
                    help="the attacker's architecture (default: the same as --model)")
     p.add_argument("--surrogate-weights", default=None, help="its .safetensors weights")
     p.add_argument("--out", required=True, help="output folder (re-running it resumes)")
-    p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level (default 0.1)")
+    p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level in (0, 1)")
     p.add_argument("--budget", action="append", default=None, metavar="B",
                    help="share of the victim's training set poisoned; repeatable or a comma "
                    "list (0.01,0.02 or 1%%,2%%; default 0.01,0.02)")
-    p.add_argument("--eps", default="16/255", help="L-inf bound of a perturbation (16/255)")
-    p.add_argument("--goal", default="overconfidence",
-                   help="overconfidence (default), underconfidence, unequal-coverage, "
-                   "add-label, remove-label")
+    p.add_argument("--eps", default="16/255", help="L-inf bound of a perturbation")
+    p.add_argument("--goal", default="overconfidence", choices=GOALS,
+                   help="what the poisons do to the targets' sets")
     p.add_argument("--label", type=int, default=None,
                    help="add-label / remove-label: the class index of the label")
     p.add_argument("--scores", default="hps,aps,raps", help="comma-separated score names")
     p.add_argument("--victims", type=_positive_int, default=2,
-                   help="victim pairs per budget (default 2; more: firmer numbers)")
+                   help="victim pairs per budget (more: firmer numbers)")
     p.add_argument("--repeats", type=_positive_int, default=1,
                    help="repeats, each with its own target class (unless fixed) and seeds")
     p.add_argument("--target-class", type=int, default=None,
                    help="class of the targets (default: drawn with the seed)")
-    p.add_argument("--targets", type=_positive_int, default=50,
-                   help="number of targets (default 50)")
+    p.add_argument("--targets", type=_positive_int, default=50, help="number of targets")
     p.add_argument("--baselines", default="randun",
                    help="random-noise baselines: randun, randga, a comma list, or none")
     p.add_argument("--selection", default="nearest", choices=("nearest", "random",
                                                               "nearest-pixels"),
-                   help="poison bases: nearest to the targets (default) or random")
+                   help="poison bases: nearest to the targets in the surrogate's features, "
+                   "random, or nearest by raw pixels")
     p.add_argument("--iterations", type=_positive_int, default=150,
-                   help="crafting iterations (150)")
+                   help="crafting iterations")
     p.add_argument("--preset", default="audit",
-                   help="training recipe: audit (default, 40 epochs) or audit-quick (10)")
+                   help="training recipe: audit (40 epochs) or audit-quick (10)")
     p.add_argument("--test-fraction", type=float, default=None,
                    help="share of each class held out as the test set when the data has "
                    "no test split (default 0.2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--defense", dest="defenses", action="append", default=None,
                    metavar="NAME", help="run under this defense too (repeatable: --defense none "
                    "--defense deep_knn compares them)")
     _add_common(p)
     _add_executor(p)
 
-    p = sub.add_parser(
-        "reproduce", help="reproduce the paper's experiments E1-E7 (SPEC 9) and write one "
+    p = command(
+        "reproduce", help="reproduce the paper's experiments E1-E7 and write one "
         "HTML + Markdown report beside the paper's figures",
         description="Run the shipped configs of the paper's experiments (all of E1-E7 when "
         "none is named) at a scale into OUT/<experiment>/ (normal run folders: re-running "
         "resumes), then write OUT/report.html (self-contained) and OUT/report.md.")
     p.add_argument("experiments", nargs="*", metavar="E",
                    help="experiment ids E1 ... E7 (default: all)")
-    p.add_argument("--scale", default="cpu",
-                   help="cpu (Fashion-MNIST, under 2 h on 2 cores; default), paper (the "
+    p.add_argument("--scale", default="cpu", choices=SCALES,
+                   help="cpu (Fashion-MNIST, under 2 h on 2 cores), paper (the "
                    "paper's GPU presets) or test (digits, seconds)")
     p.add_argument("--out", required=True, help="output folder (re-running it resumes)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
@@ -191,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_executor(p)
 
-    p = sub.add_parser("report", help="rebuild report.md, plots and summary.json of a run, "
+    p = command("report", help="rebuild report.md, plots and summary.json of a run, "
                        "or of every run in a folder of exported cells (no training)")
     p.add_argument("run", help="run folder (holding config.resolved.yaml, results.sqlite) or "
                    "a folder written by cpoison export-cells")
@@ -199,7 +251,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder of exported cells: write each run's report to OUT/NAME "
                    "(default: FOLDER/runs/NAME)")
 
-    p = sub.add_parser(
+    p = command(
         "export-cells", help="export a run's evaluated cells (no models) to a folder that "
         "other runs read with --store and cpoison report rebuilds a report from",
         description="Write every evaluated cell of RUN (small JSON files named by their "
@@ -234,6 +286,18 @@ def _cmd_data(args: argparse.Namespace) -> int:
     ds = load_dataset(args.name, root=args.data_root, download=not args.no_download)
     print(f"{ds.name}: {ds.train_labels.numel()} train + {ds.test_labels.numel()} test images, "
           f"shape {tuple(ds.input_shape)}, {ds.num_classes} classes")
+    return 0
+
+
+def _cmd_configs(args: argparse.Namespace) -> int:
+    from cpoison.resources import config_purpose, shipped_configs
+
+    names = shipped_configs()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {config_purpose(name)}")
+    print(f"\n{len(names)} configs; run one with cpoison attack CONFIG --out FOLDER "
+          "(--dry-run first shows what it would train)")
     return 0
 
 
@@ -273,9 +337,98 @@ def _cmd_cp(args: argparse.Namespace) -> int:
     return 0
 
 
+# Seconds one model training takes on 2 CPU cores, per (dataset, preset) or per preset of any
+# dataset (make demo: 9 trainings of the 2x512 MLP of fashion-mnist/cpu-full in about 5
+# minutes with bf16, 10 in fp32; audit has its recipe, audit-quick a quarter of its epochs).
+# Presets without a figure (the GPU presets) get no time estimate.
+SECONDS_PER_TRAINING: dict[tuple[str, str] | str, float] = {
+    ("fashion-mnist", "cpu-full"): 45.0, ("fashion-mnist", "cpu"): 20.0,
+    ("digits", "cpu"): 2.0, "audit": 45.0, "audit-quick": 12.0}
+# a poison set costs about as much as this many trainings to craft (first order, 150 steps)
+CRAFTING_IN_TRAININGS = 2.0
+
+
+def _dry_run(config: ExperimentConfig, out: str, kwargs: dict[str, Any]) -> int:
+    """Print what a run of ``config`` into ``out`` would do; train and write nothing."""
+    from pathlib import Path
+
+    from cpoison.engine.grid import GridPoint, expand_grid
+    from cpoison.engine.plan import cells_of, tasks_for
+    from cpoison.engine.preflight import check_point
+    from cpoison.engine.runtime import RunOptions, workspace_for
+    from cpoison.experiments.store import ResultStore
+    from cpoison.experiments.workspace import Workspace
+    from cpoison.store.artifacts import split_stores
+
+    written, layers = split_stores(kwargs["store"])
+    if not kwargs["use_cache"]:
+        written = str(Path(out) / "artifacts")
+    opts = RunOptions(store=written, layers=layers, data_root=kwargs["data_root"],
+                      device=kwargs["device"], progress=False,
+                      any_device=bool(kwargs["any_device"]), threads=kwargs["threads"])
+    points = expand_grid(config)
+    spaces: dict[int, Workspace] = {}
+
+    def workspace(point: GridPoint) -> Workspace:
+        if id(point) not in spaces:
+            spaces[id(point)] = workspace_for(opts, point.config)
+        return spaces[id(point)]
+
+    for point in points:
+        check_point(workspace(point), point)
+    cells = cells_of(points, workspace)
+    done: set[str] = set()
+    db_path = Path(out) / "results.sqlite"
+    if db_path.exists():
+        db = ResultStore(db_path)
+        try:
+            done = set(db.done_keys())
+        finally:
+            db.close()
+    store = opts.artifact_store()
+    pending = [c for c in cells if c.key not in done and not (
+        isinstance(stored := store.get_json("cells", c.key), dict) and stored.get("rows"))]
+    tasks = tasks_for(pending, points, opts, workspace)
+    kinds = {k: sum(t.kind == k for t in tasks) for k in ("surrogate", "poisons", "benign",
+                                                            "cell")}
+    print(f"dry run: {config.name} into {out} (nothing is trained or written)")
+    for i, point in enumerate(points):
+        values = ", ".join(f"{k}={v}" for k, v in point.values.items()) or "the config"
+        print(f"  grid point {i}: {values}")
+    print(f"cells: {len(cells)} ({len(cells) - len(pending)} done, {len(pending)} to run)")
+    for cell in pending[:40]:
+        print(f"  repeat {cell.repeat}  victim {cell.victim}  point {cell.point}  "
+              f"attack {cell.attack}")
+    if len(pending) > 40:
+        print(f"  ... and {len(pending) - 40} more")
+    trainings = kinds["surrogate"] + kinds["benign"] + kinds["cell"]
+    print(f"models to train: {trainings} ({kinds['surrogate']} surrogates, "
+          f"{kinds['benign']} benign victims, {kinds['cell']} poisoned victims); "
+          f"poison sets to craft: {kinds['poisons']}")
+    presets = {(p.config.dataset, p.config.preset) for p in points}
+    rates = [SECONDS_PER_TRAINING.get(key, SECONDS_PER_TRAINING.get(key[1]))
+             for key in presets]
+    names = ", ".join(sorted(f"{d}/{p}" for d, p in presets))
+    if trainings + kinds["poisons"] == 0:
+        print("estimated time: nothing left to compute (a few seconds for the report)")
+    elif all(r is not None for r in rates):
+        rate = max(r for r in rates if r is not None)
+        seconds = rate * (trainings + CRAFTING_IN_TRAININGS * kinds["poisons"])
+        print(f"estimated time: about {max(1, round(seconds / 60))} min on 2 CPU cores (about "
+              f"{rate:.0f} s per model training of preset {names}, a poison set counted as "
+              f"{CRAFTING_IN_TRAININGS:.0f} trainings; GPUs are faster)")
+    else:
+        print(f"estimated time: no figure for preset {names} (measured on CPU presets only)")
+    return 0
+
+
 def _cmd_attack(args: argparse.Namespace) -> int:
     from cpoison.api.runner import run_from_config
 
+    if args.dry_run:
+        from cpoison.experiments.config import load_config
+
+        return _dry_run(load_config(args.config, args.overrides), args.out, _run_kwargs(args))
     run_from_config(args.config, args.overrides, args.out, **_run_kwargs(args))
     return 0
 
@@ -283,6 +436,11 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cpoison.api.runner import DEMO_CONFIG, run_from_config
 
+    if args.dry_run:
+        from cpoison.experiments.config import load_config
+
+        config = load_config(args.config or DEMO_CONFIG, args.overrides)
+        return _dry_run(config, args.out, _run_kwargs(args))
     run_from_config(args.config or DEMO_CONFIG, args.overrides, args.out, **_run_kwargs(args))
     return 0
 
@@ -342,16 +500,20 @@ def _cmd_export_cells(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": _cmd_data, "cp": _cmd_cp, "attack": _cmd_attack, "demo": _cmd_demo,
+COMMANDS = {"data": _cmd_data, "configs": _cmd_configs, "cp": _cmd_cp, "attack": _cmd_attack,
+            "demo": _cmd_demo,
             "audit": _cmd_audit, "reproduce": _cmd_reproduce, "report": _cmd_report,
             "export-cells": _cmd_export_cells}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cpoison`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.verbose and args.quiet:
+        parser.error("-v (debug logging) and -q (warnings only) exclude each other")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     warnings.simplefilter("default")

@@ -19,6 +19,7 @@ the same folder.)
 from __future__ import annotations
 
 import atexit
+import re
 import shutil
 import tempfile
 from importlib import resources
@@ -117,3 +118,40 @@ def resolve_config(path: str | Path) -> Path:
         f"config file {path} does not exist, here or among the configs shipped with cpoison "
         f"({available})"
     )
+
+
+def _clean_purpose(text: str) -> str:
+    """A config's header comment as a user reads it: without the developers' issue numbers
+    and specification section references."""
+    text = re.sub(r"\b[Ii]ssue \d+,?\s*", "", text)
+
+    def paren(match: re.Match[str]) -> str:
+        parts = [p.strip() for p in re.split(r";", match.group(1))]
+        kept = [p for p in parts if p and "SPEC" not in p]
+        return f"({'; '.join(kept)})" if kept else ""
+
+    text = re.sub(r"\(([^()]*)\)", paren, text)
+    text = re.sub(r"SPEC's\s+", "the ", text)
+    text = re.sub(r",?\s*\bSPEC\s+\d+(?:\.\d+)*", "", text)
+    text = re.sub(r"\s+([,.;:])", r"\1", text)
+    return re.sub(r"\s{2,}", " ", text).strip()
+
+
+def config_purpose(name: str, width: int = 110) -> str:
+    """What a shipped config is for: the first sentence of its header comment, at most
+    ``width`` characters (cut at a word, with "..."), or ``""`` when it has no comment."""
+    path = resolve_config(name)
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = _clean_purpose(" ".join(lines))
+    # the first sentence: up to a full stop that does not end "Fig.", "Eq.", "e.g." or "vs."
+    end = re.compile(r"(?<=[a-z0-9)\]])(?<!\bFig)(?<!\bEq)(?<!\be\.g)(?<!\bvs)\.(?:\s|$)")
+    first = end.split(text, maxsplit=1)[0].rstrip(":;, ")
+    if re.match(r"[a-z]+\b(?![./])", first):  # a sentence, not a file name, starts it
+        first = first[:1].upper() + first[1:]
+    if len(first) > width:
+        first = first[: width - 3].rsplit(" ", 1)[0].rstrip(",;:( ") + "..."
+    return first
