@@ -60,6 +60,13 @@ class FakePool:
         self.finetuned += 1
         return self._fit(copy.deepcopy(model), poisons, 20 * epochs, seed)
 
+    def retrain(self, index, poisons, seed):
+        self.finetuned += 1
+        from cpoison.models import build_model
+
+        return self._fit(build_model("mlp", 1, 10, 8, seed=seed % 7, hidden=32), poisons, 150,
+                         seed)
+
     def fresh(self, poisons, seed):
         self.fresh_seeds.append(seed)
         from cpoison.models import build_model
@@ -96,13 +103,14 @@ def test_ensemble_direction_transfers_better_to_held_out_surrogates(digits_model
     assert cosines[4] > cosines[1] + 0.02, cosines
 
 
-def test_retraining_changes_the_adversarial_gradient(digits_models) -> None:
+@pytest.mark.parametrize("mode", ["finetune", "scratch"])
+def test_retraining_changes_the_adversarial_gradient(digits_models, mode) -> None:
     d = digits_models[0]
     ctx = make_context(d, n_bases=40)
     pool = FakePool([d.model], d)
     ctx.surrogates = pool
     cfg = ConformalAttackConfig(loss="l2", crafting=CRAFT.model_copy(
-        update={"retrain_every": 10, "retrain_epochs": 1}))
+        update={"retrain_every": 10, "retrain_epochs": 1, "retrain": mode}))
     poisons = ConformalAttack(cfg).craft(ctx)
     assert pool.finetuned == 3  # at iterations 10, 20 and 30 of 40
     attack = ConformalAttack(ConformalAttackConfig(loss="l2"))

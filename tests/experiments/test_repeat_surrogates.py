@@ -77,3 +77,13 @@ def test_gradient_norm_selection_takes_the_largest_per_sample_gradients(tmp_path
         assert float(norms[i]) == float(direct) or abs(float(norms[i] - direct)) < 1e-5
     chosen = largest_gradient_norm(model, pool, images, labels, 5)
     assert set(chosen.tolist()) == set(pool[norms.argsort(descending=True)[:5]].tolist())
+
+
+def test_retrain_from_scratch_trains_fresh_weights_on_the_poisoned_fold(tmp_path) -> None:
+    ws = _workspace(tmp_path)
+    surrogate = ws.train(ws.trainset(ws.split.attacker_train), 1, desc="surrogate")
+    pool = RepeatSurrogates(ws, surrogate, seed=7)
+    poisons = PoisonSet(ws.split.attacker_train[:12], torch.full((12, 1, 8, 8), 0.06))
+    a, b = pool.retrain(0, poisons, seed=3), pool.retrain(0, poisons, seed=3)
+    assert torch.equal(next(a.parameters()), next(b.parameters()))  # seeded
+    assert not torch.equal(next(a.parameters()), next(surrogate.parameters()))

@@ -72,6 +72,11 @@ class CraftingConfig(BaseModel):
     retrain_every: int = Field(0, ge=0, description="R: every R iterations, fine-tune each "
                                "surrogate on the attacker's data plus the current poisons and "
                                "recompute its direction there (0: never)")
+    retrain: Literal["finetune", "scratch"] = Field(
+        "finetune", description="finetune: continue from the surrogate's weights for "
+        "retrain_epochs epochs of the recipe compressed to that length; scratch: train again "
+        "from fresh weights with the full recipe (Sleeper Agent; a full training per "
+        "surrogate and refresh)")
     retrain_epochs: int = Field(2, ge=1, description="epochs of each fine-tuning")
     select: Literal["loss", "validation"] = Field(
         "loss", description="keep the restart with the lowest alignment loss, or the one "
@@ -91,7 +96,8 @@ class CraftingConfig(BaseModel):
 
 
 _LEGACY: dict[str, Any] = {"ensemble": 1, "ensemble_variant": "seeds", "ensemble_archs": [],
-                           "retrain_every": 0, "retrain_epochs": 2, "select": "loss"}
+                           "retrain_every": 0, "retrain": "finetune", "retrain_epochs": 2,
+                           "select": "loss"}
 
 
 @dataclass

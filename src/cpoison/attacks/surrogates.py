@@ -43,6 +43,11 @@ class SurrogatePool(Protocol):
         fold with ``poisons`` in it (bases of that fold replaced in place, others added)."""
         ...
 
+    def retrain(self, index: int, poisons: PoisonSet, seed: int) -> nn.Module:
+        """Surrogate ``index`` trained again from fresh initial weights (``seed``) with the
+        full recipe on the attacker's training fold with ``poisons`` in it (not stored)."""
+        ...
+
     def fresh(self, poisons: PoisonSet, seed: int) -> nn.Module:
         """A model of the attacker's architecture trained from scratch, with the full
         recipe, on the attacker's training fold with ``poisons`` in it."""
@@ -82,8 +87,10 @@ def craft_aligned(
 
         def retrain(k: int, model: nn.Module, delta: torch.Tensor, n: int) -> nn.Module:
             poisons = PoisonSet(ctx.base_ids, delta.cpu(), ctx.inject)
-            return pool.finetune(model, poisons, crafting.retrain_epochs,
-                                 derive_seed(seed, "retrain", k, n))
+            refresh_seed = derive_seed(seed, "retrain", k, n)
+            if crafting.retrain == "scratch":
+                return pool.retrain(k, poisons, refresh_seed)
+            return pool.finetune(model, poisons, crafting.retrain_epochs, refresh_seed)
 
     select = None
     if crafting.select == "validation":

@@ -7,11 +7,12 @@ surrogates and the validation models are stored under their content keys (throug
 and a re-run loads them. Fine-tuned copies (retraining while crafting) depend on poisons
 still being optimised and are not stored.
 
-Retraining while crafting *fine-tunes* (``retrain_epochs`` more epochs at the recipe's
-final learning rate, from the surrogate's weights) rather than training from scratch: the
-point of the refresh is a model that has seen the current poisons, as a victim will, and a
-full retraining of every surrogate at every refresh would cost more than the whole rest of
-a repeat (40 epochs on the demo preset against 2).
+Retraining while crafting (``crafting.retrain``): ``finetune`` (the default) continues from
+the surrogate's weights for ``retrain_epochs`` epochs of the recipe compressed to that length
+(its initial learning rate, the same step decays), a warm restart that moves the model far
+enough to adapt to the current poisons, as a victim trained on them will; ``scratch``
+retrains from fresh initial weights with the full recipe, as Sleeper Agent does, at the cost
+of a full training per surrogate and refresh (40 epochs on the demo preset against 2).
 """
 
 from __future__ import annotations
@@ -68,13 +69,16 @@ class RepeatSurrogates:
 
     def finetune(self, model: nn.Module, poisons: PoisonSet, epochs: int,
                  seed: int) -> nn.Module:
-        recipe = self.ws.preset.recipe
-        final_lr = recipe.lr * recipe.gamma ** len(recipe.milestones)
-        recipe = recipe.model_copy(update={"epochs": epochs, "lr": final_lr,
-                                           "milestones": ()})
+        recipe = self.ws.preset.recipe.model_copy(update={"epochs": epochs})
         tuned = copy.deepcopy(model).to(self.ws.device)
         return train_model(tuned, self.attacker_data(poisons), recipe, seed, self.ws.device,
                            progress=False, desc="fine-tune")
+
+    def retrain(self, index: int, poisons: PoisonSet, seed: int) -> nn.Module:
+        spec = self.spec
+        fresh = self.ws.build(seed, spec).to(self.ws.device)
+        return train_model(fresh, self.attacker_data(poisons), self.ws.preset.recipe, seed,
+                           self.ws.device, progress=False, desc=f"retrain {index}")
 
     def fresh(self, poisons: PoisonSet, seed: int) -> nn.Module:
         return self.ws.train(self.attacker_data(poisons), seed, desc="validation model",
