@@ -130,6 +130,23 @@ def test_every_api_page_renders_its_parameters_as_a_list(site: Path, tmp_path: P
         name = page.parent.name
         assert lists == fields, f"{name}: {fields - lists} Parameters fields are not lists"
         counts[name] = int(body.attrs["data-items"] or 0)
-    # the packages whose docstrings document their parameters (Args: sections)
-    for name in ("conformal", "attacks", "data", "models", "transfer"):
-        assert counts.get(name, 0) > 0, (name, counts)
+    # cpoison.conformal documents the parameters of all its public functions (Args:)
+    assert counts.get("conformal", 0) >= 20, counts
+
+
+def test_every_shipped_config_is_listed_with_its_purpose() -> None:
+    from cpoison.resources import shipped_configs
+
+    text = (ROOT / "docs" / "configs.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| `configs/")]
+    missing = []
+    for name in shipped_configs():
+        scale = re.match(r"configs/reproduce/(\w+)/", name)
+        if scale:  # one row per scale of cpoison reproduce
+            listed = any(f"`configs/reproduce/{scale.group(1)}/" in row for row in rows)
+        else:
+            listed = any(row.startswith(f"| `{name}` |") for row in rows)
+        if not listed:
+            missing.append(name)
+    assert not missing, f"docs/configs.md does not list {missing}"
+    assert all(len(row.rsplit("|", 2)[-2].strip()) > 20 for row in rows)
