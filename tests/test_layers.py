@@ -23,7 +23,7 @@ def lint_imports(src: Path) -> subprocess.CompletedProcess[str]:
     """``lint-imports`` on the package under ``src`` with the project's contracts."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
             "from importlinter.cli import lint_imports_command; "
-            "sys.argv = ['lint-imports', '--config', sys.argv[2], '--no-cache']; "
+            "sys.argv = ['lint-imports', sys.argv[2], '--no-cache']; "
             "lint_imports_command()")
     return subprocess.run([sys.executable, "-c", code, str(src), str(ROOT / "pyproject.toml")],
                           capture_output=True, text=True, timeout=300, cwd=src)

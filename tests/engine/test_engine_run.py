@@ -119,16 +119,16 @@ def test_ray_gives_the_local_numbers(grid_run, tmp_path):
 def test_benign_victims_are_evaluated_once_per_victim(tmp_path, monkeypatch):
     """2 budgets x 2 attacks x 2 victims = 8 cells: each benign victim is trained once and
     evaluated once (2 evaluations), each poisoned one once (8)."""
-    from cpoison.experiments import protocol
+    from cpoison.experiments.settings import scratch
 
     calls: list[int] = []
-    original = protocol.evaluate_victim
+    original = scratch.evaluate_victim
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(protocol, "evaluate_victim", counting)
+    monkeypatch.setattr(scratch, "evaluate_victim", counting)
     summary = run(tiny_config(grid=GRID), tmp_path / "out", tmp_path / "store")
     assert summary["trained_models"] == 1 + 2 + 8
     assert len(calls) == 2 + 8

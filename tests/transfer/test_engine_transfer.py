@@ -20,6 +20,7 @@ from cpoison.engine.runtime import RunOptions, clear_caches, workspace_for
 from cpoison.errors import ConfigError
 from cpoison.experiments import transfer_protocol, workspace
 from cpoison.experiments.config import validate_config
+from cpoison.experiments.settings import setting_for
 from cpoison.transfer import HeadConvergenceError, NoFeatureLayerError, SubsetTooLargeError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
@@ -157,7 +158,7 @@ def keys_of(raw_config: dict[str, Any], store: Path) -> dict[str, str]:
     config = validate_config(raw_config)
     ws = workspace_for(RunOptions(store=str(store), progress=False), config)
     return {
-        "extractor": transfer_protocol.extractor_key(ws, config),
+        "extractor": setting_for(config).extractor_key(ws, config),
         "surrogate": identity.surrogate_key(ws, config, 0),
         "poisons": identity.poisons_key(ws, config, 0, 0),
         "benign": identity.benign_key(ws, config, 0, 0),
@@ -229,8 +230,7 @@ def test_config_errors_name_the_field() -> None:
         validate_config(raw(transfer={"conformal": "full", "head": {"kind": "mlp"}}))
     with pytest.raises(ConfigError, match="RSCP has no full-CP form"):
         validate_config(raw(scores=["hps", "rscp"], transfer={"conformal": "full"}))
-    with pytest.raises(ConfigError, match="not supported in the transfer setting"):
-        validate_config(raw(defense="maxup"))
+    assert validate_config(raw(defense="maxup")).defense.name == "maxup"  # runs (split CP)
 
 
 def test_full_cp_subset_larger_than_the_data_fails_before_training(tmp_path: Path) -> None:

@@ -136,6 +136,7 @@ class AdversarialPoisoning(Defense):
     """Adversarial poisoning: a loss hook only (SPEC 7)."""
 
     name = "adversarial_poisoning"
+    frozen_features = True
 
     def __init__(self, config: AdversarialPoisoningConfig) -> None:
         super().__init__(config)

@@ -156,6 +156,10 @@ class Defense:
     #: whether RSCP (which smooths one model over noisy inputs) can run on this defense's
     #: models; RPS replaces the conformal predictor, so the engine reports RSCP as missing
     supports_rscp: bool = True
+    #: whether the defense makes sense when victims fit a head on frozen features (the
+    #: transfer setting): it then gets ``train_fn`` fitting heads and models that are
+    #: extractor + head; a defense that says no is refused there with one message
+    frozen_features: bool = False
 
     def __init__(self, config: DefenseConfigBase) -> None:
         self.config = config
@@ -347,6 +351,8 @@ class FeatureFilter(Defense):
     engine with a model cache therefore trains it once for all filters. Subclasses
     implement :meth:`suspects`.
     """
+
+    frozen_features = True
 
     def suspects(
         self, features: torch.Tensor, labels: torch.Tensor, seed: int

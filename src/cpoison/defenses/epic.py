@@ -166,6 +166,7 @@ class Epic(Defense):
     """EPIC: an epoch hook that drops isolated points during training (SPEC 7)."""
 
     name = "epic"
+    frozen_features = True
 
     def __init__(self, config: EpicConfig) -> None:
         super().__init__(config)

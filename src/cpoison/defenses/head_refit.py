@@ -75,8 +75,10 @@ class RefitHead(nn.Module):
         return self.base.features(x)  # type: ignore[no-any-return, operator]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the refitted head."""
-        return self.head(self.features(x))  # type: ignore[no-any-return]
+        """Logits of the refitted head (the features in the head's dtype: a transfer
+        victim's features are float64)."""
+        return self.head(  # type: ignore[no-any-return]
+            self.features(x).to(self.head.weight.dtype))
 
 
 def refit_split(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -134,6 +136,7 @@ class HeadRefit(Defense):
     (module doc)."""
 
     name = "head_refit"
+    frozen_features = True
 
     def __init__(self, config: HeadRefitConfig) -> None:
         super().__init__(config)

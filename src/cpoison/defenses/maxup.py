@@ -80,6 +80,7 @@ class MaxUp(Defense):
     """MaxUp: a loss hook only (SPEC 7)."""
 
     name = "maxup"
+    frozen_features = True
 
     def __init__(self, config: MaxUpConfig) -> None:
         super().__init__(config)

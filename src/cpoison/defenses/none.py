@@ -17,3 +17,4 @@ class NoDefense(Defense):
     """Every hook keeps its default: one model, plain training, :class:`SplitConformal`."""
 
     name = "none"
+    frozen_features = True

@@ -360,6 +360,7 @@ class RPS(Defense):
     """Reliable prediction sets: k_t partition models, vote logits, majority-vote CP."""
 
     name = "rps"
+    frozen_features = True
     supports_rscp = False
 
     def __init__(self, config: RPSConfig) -> None:

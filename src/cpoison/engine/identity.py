@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cpoison.experiments import protocol, transfer_protocol
 from cpoison.experiments.config import ExperimentConfig, is_user_dataset
+from cpoison.experiments.repeats import repeat_seed, victim_seeds
+from cpoison.experiments.settings import setting_for
 from cpoison.experiments.workspace import Workspace
 from cpoison.store import keys
 
@@ -30,10 +31,7 @@ def split_key(ws: Workspace) -> str:
 
 
 def surrogate_key(ws: Workspace, config: ExperimentConfig, repeat: int) -> str:
-    if config.transfer is not None:  # the attacker's head on the extractor's features
-        return transfer_protocol.surrogate_key(ws, config, repeat)
-    data, seed = protocol.surrogate_data(ws, config, repeat)
-    return ws.model_key(data, seed, config.surrogate)
+    return setting_for(config).surrogate_key(ws, config, repeat)
 
 
 def crafting_fields(config: ExperimentConfig) -> dict[str, Any]:
@@ -46,17 +44,7 @@ def crafting_fields(config: ExperimentConfig) -> dict[str, Any]:
         fields["dataset"] = "user"
     if config.surrogate is not None and config.surrogate.weights:
         fields["surrogate"]["weights"] = keys.file_digest(config.surrogate.weights)
-    if config.transfer is not None:
-        # the victims' head, their subsample and their full-CP method and evaluation sample
-        # do not shape crafting (the extractor and the attacker's head are in the
-        # surrogate's key); under full CP the subset size does (the attacker's loss uses
-        # that many of its training points' scores)
-        tf = fields["transfer"]
-        for name in ("head", "victim_subsample"):
-            tf.pop(name, None)
-        full_cp = tf.pop("full_cp", None)
-        if config.transfer.conformal == "full" and full_cp is not None:
-            tf["attacker_subset_size"] = full_cp["subset_size"]
+    fields = setting_for(config).crafting_fields(config, fields)
     if config.goal.kind in GOAL_PROTOCOL:
         fields["goal_protocol"] = GOAL_PROTOCOL[config.goal.kind]
     return fields
@@ -65,60 +53,31 @@ def crafting_fields(config: ExperimentConfig) -> dict[str, Any]:
 def poisons_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int) -> str:
     return keys.poisons_key(
         surrogate=surrogate_key(ws, config, repeat), crafting=crafting_fields(config),
-        attack=config.attacks[attack_index], repeat_seed=protocol.repeat_seed(config, repeat),
+        attack=config.attacks[attack_index], repeat_seed=repeat_seed(config, repeat),
         device_type=ws.device.type,
     )
 
 
-def defense_key(config: ExperimentConfig) -> Any:
-    """The defense's part of the victims' and the cells' keys (SPEC 7, 11): its settings,
-    or ``None`` for no defense (keys as before defenses existed)."""
-    return None if config.defense.name == "none" else config.defense
-
-
 def benign_key(ws: Workspace, config: ExperimentConfig, repeat: int, victim: int) -> str:
-    """Key of benign victim ``victim``: with no defense, its model's key; under a defense,
-    the same fields plus the defense's settings (the key of the model a training-hook
-    defense trains, and of the victim record ``victims/<key>.json`` every defense stores);
-    in the transfer setting, the key of its head."""
-    if config.transfer is not None:
-        return transfer_protocol.benign_key(ws, config, repeat, victim)
-    seed, _ = protocol.victim_seeds(config, repeat, victim)
-    return ws.model_key(protocol.benign_data(ws), seed, config.victim,
-                        defense=defense_key(config))
+    """Key of benign victim ``victim`` (the setting's: with no defense its model's key;
+    under a defense, with the defense's settings)."""
+    return setting_for(config).benign_key(ws, config, repeat, victim)
 
 
 def benign_stored(ws: Workspace, config: ExperimentConfig, key: str) -> bool:
     """Whether the benign victim of ``key`` is in the store (its model, or under a defense
     its victim record)."""
-    if defense_key(config) is None or config.transfer is not None:
-        return ws.store.has_model(key)
-    return ws.store.exists("victims", key, ".json")
+    return setting_for(config).benign_stored(ws, config, key)
 
 
 def cell_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int,
              victim: int) -> str:
-    _, eval_seed = protocol.victim_seeds(config, repeat, victim)
-    if config.transfer is not None:
-        tc = config.transfer
-        return keys.cell_key(
-            poisons=poisons_key(ws, config, repeat, attack_index),
-            benign=benign_key(ws, config, repeat, victim),
-            victim={"transfer_head": tc.head, "victim_subsample": tc.victim_subsample},
-            evaluation={"scores": list(config.scores), "alpha": config.alpha,
-                        "seed": eval_seed, "conformal": tc.conformal,
-                        "full_cp": tc.full_cp if tc.conformal == "full" else None,
-                        "rscp_samples": ws.preset.rscp_samples if "rscp" in config.scores
-                        else None},
-        )
-    return keys.cell_key(
-        poisons=poisons_key(ws, config, repeat, attack_index),
-        benign=benign_key(ws, config, repeat, victim),
-        victim=ws.spec(config.victim).model_dump(mode="json"),
-        evaluation={"scores": list(config.scores), "alpha": config.alpha, "seed": eval_seed,
-                    "rscp_samples": ws.preset.rscp_samples if "rscp" in config.scores else None},
-        defense=defense_key(config),
-    )
+    """Key of one cell: its poisons, its benign victim, and what the setting says the
+    evaluation depends on (the victims' spec, scores, alpha, seed, the defense)."""
+    _, eval_seed = victim_seeds(config, repeat, victim)
+    return keys.cell_key(poisons=poisons_key(ws, config, repeat, attack_index),
+                         benign=benign_key(ws, config, repeat, victim),
+                         **setting_for(config).cell_parts(ws, config, eval_seed))
 
 
 def config_hash(config: ExperimentConfig) -> str:

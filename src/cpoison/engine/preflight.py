@@ -12,6 +12,7 @@ from cpoison.defenses import build_defense
 from cpoison.engine.grid import GridPoint
 from cpoison.errors import ConfigError
 from cpoison.experiments.config import is_user_arch
+from cpoison.experiments.settings import setting_for
 from cpoison.experiments.workspace import Workspace
 
 
@@ -73,10 +74,7 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
         raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the {owner} "
                           f"pool has only {pool.numel()} images{where}")
     check_defense(ws, point, where)
-    if config.transfer is not None:
-        from cpoison.experiments.transfer_protocol import check_sizes
-
-        check_sizes(ws, config, where)
+    setting_for(config).check(ws, config, where)
 
 
 def check_defense(ws: Workspace, point: GridPoint, where: str = "") -> None:

@@ -13,6 +13,9 @@ from cpoison.data import ImageDataset, load_dataset
 from cpoison.device import get_device
 from cpoison.experiments.config import ExperimentConfig, is_user_dataset
 from cpoison.experiments.presets import get_preset
+from cpoison.experiments.protocol import clear_caches as clear_protocol
+from cpoison.experiments.settings import setting_for
+from cpoison.experiments.settings.transfer import clear_caches as clear_transfer
 from cpoison.experiments.workspace import Workspace
 from cpoison.store.artifacts import ArtifactStore
 
@@ -71,7 +74,7 @@ def workspace_for(opts: RunOptions, config: ExperimentConfig) -> Workspace:
     """The workspace of ``config``'s dataset, preset, split seed and setting (cached)."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    public = config.transfer.public_fraction if config.transfer is not None else None
+    public = setting_for(config).public_fraction()
     key = (opts, config.dataset, config.data, config.preset, config.precision, config.seed,
            config.setting, public)
     if key not in _WORKSPACES:
@@ -89,8 +92,7 @@ def workspace_for(opts: RunOptions, config: ExperimentConfig) -> Workspace:
 
 def clear_caches() -> None:
     """Forget loaded datasets and workspaces (tests; a long-lived process between runs)."""
-    from cpoison.experiments.transfer_protocol import clear_caches as clear_transfer
-
     _DATASETS.clear()
     _WORKSPACES.clear()
     clear_transfer()
+    clear_protocol()

@@ -382,7 +382,8 @@ class ExperimentConfig(BaseModel):
     @model_validator(mode="after")
     def _transfer(self) -> ExperimentConfig:
         """In the transfer setting the models are the extractor and the heads: ``surrogate``
-        / ``victim`` / weights and defenses do not apply (one message each)."""
+        / ``victim`` / weights do not apply (one message each; which defenses run there is
+        the setting's check, before anything trains)."""
         if self.transfer is None:
             return self
         for name in ("surrogate", "victim"):
@@ -390,9 +391,6 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"{name}: the transfer setting has no {name} architecture; "
                                  f"set transfer.extractor (and transfer."
                                  f"{'surrogate_head' if name == 'surrogate' else 'head'})")
-        if self.defense.name != "none":
-            raise ValueError(f"defense {self.defense.name!r} is not supported in the transfer "
-                             "setting (victims fit a head on frozen features)")
         if self.transfer.conformal == "full" and "rscp" in self.scores:
             raise ValueError("scores: RSCP has no full-CP form; drop 'rscp' or use "
                              "transfer.conformal: split")

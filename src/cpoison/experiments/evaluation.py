@@ -4,6 +4,7 @@ the target class, and the evaluation set."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from cpoison.conformal import RSCP, RSCPConformal, SplitConformal, build_score
+from cpoison.conformal.scores import ConformalScore
 from cpoison.defenses.base import Defense
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
@@ -39,29 +41,61 @@ class ModelEval:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def evaluate_model(
-    ws: Workspace, model: nn.Module, views: EvalViews, scores: tuple[str, ...],
-    alpha: float, seed: int,
+def score_sets(
+    ws: Workspace, views: EvalViews, scores: tuple[str, ...], alpha: float, seed: int, *,
+    cal_logits: torch.Tensor, cal_y: torch.Tensor, test_logits: torch.Tensor,
+    predictor: Callable[[ConformalScore], Any] | None = None,
+    rscp: Callable[[torch.Generator], torch.Tensor] | str | None = None,
 ) -> ModelEval:
-    """Sets of every score for every group; ``seed`` fixes the randomness of randomized
-    scores and RSCP noise, so a benign and a poisoned victim with the same seed are paired."""
-    ds, split = ws.dataset, ws.split
-    cal_x, cal_y = ds.train_images[split.victim_cal], ds.train_labels[split.victim_cal]
-    cal_logits = ws.logits(model, cal_x)
-    test_logits = ws.logits(model, ds.test_images)
+    """The one score loop of every setting: for each score, calibrate ``predictor(score)``
+    (default split CP) on ``cal_logits`` / ``cal_y`` and predict sets on ``test_logits``
+    (CPU, every test image), then cut them into the groups of ``views``.
+
+    ``seed`` fixes the randomness of randomized scores and RSCP noise (one generator per
+    score), so a benign and a poisoned victim with the same seed are paired. ``rscp``: the
+    RSCP sets [N_test, K] for a generator, or a string saying why RSCP cannot run (the
+    score is then reported as unsupported, without sets). A predictor that can certify
+    its sets (RPS) adds the certificate of the targets' sets for non-randomized scores."""
+    if predictor is None:
+        def predictor(score: ConformalScore) -> Any:
+            return SplitConformal(score, alpha)
+
     groups = {"targets": views.targets, "others": views.others, "evaluation": views.evaluation}
     out: dict[str, dict[str, torch.Tensor]] = {}
+    facts: dict[str, dict[str, Any]] = {}
     for name in scores:
         gen = make_generator(derive_seed(seed, "eval", name), ws.device if name == "rscp"
                              else "cpu")
         if name == "rscp":
-            all_sets = rscp_sets(ws, model, alpha, gen)
+            if rscp is None or isinstance(rscp, str):
+                facts[name] = {"unsupported": rscp or "RSCP cannot run here"}
+                continue
+            all_sets = rscp(gen)
         else:
-            cp = SplitConformal(build_score(name), alpha).calibrate(cal_logits, cal_y, gen)
+            score = build_score(name)
+            cp = predictor(score).calibrate(cal_logits, cal_y, gen)
             all_sets = cp.predict(test_logits, generator=gen)
+            certify = getattr(cp, "certify", None)
+            if certify is not None and not score.randomized:
+                facts[name] = {"certificate": certify(test_logits[views.targets])}
         out[name] = {g: all_sets[idx] for g, idx in groups.items()}
     preds = test_logits.argmax(1)
-    return ModelEval(out, preds, float((preds == ds.test_labels).float().mean()))
+    return ModelEval(out, preds, float((preds == ws.dataset.test_labels).float().mean()),
+                     facts)
+
+
+def evaluate_model(
+    ws: Workspace, model: nn.Module, views: EvalViews, scores: tuple[str, ...],
+    alpha: float, seed: int,
+) -> ModelEval:
+    """Sets of every score for every group of one model calibrated on the victim's
+    calibration set (:func:`score_sets`)."""
+    ds, split = ws.dataset, ws.split
+    return score_sets(
+        ws, views, scores, alpha, seed,
+        cal_logits=ws.logits(model, ds.train_images[split.victim_cal]),
+        cal_y=ds.train_labels[split.victim_cal], test_logits=ws.logits(model, ds.test_images),
+        rscp=lambda gen: rscp_sets(ws, model, alpha, gen))
 
 
 def rscp_sets(ws: Workspace, model: nn.Module, alpha: float, generator: torch.Generator,
@@ -104,27 +138,11 @@ def evaluate_victim(
     models, keep = adapted.models, adapted.calibration_keep
     cal_x, cal_y = cal_x[keep], cal_y[keep]
     batch = ws.preset.eval_batch_size
-    cal_logits = defense.logits(models, cal_x, ws.device, batch)
-    test_logits = defense.logits(models, ds.test_images, ws.device, batch)
-    groups = {"targets": views.targets, "others": views.others, "evaluation": views.evaluation}
-    out: dict[str, dict[str, torch.Tensor]] = {}
-    facts: dict[str, dict[str, Any]] = {}
-    for name in scores:
-        gen = make_generator(derive_seed(seed, "eval", name), ws.device if name == "rscp"
-                             else "cpu")
-        if name == "rscp":
-            if not defense.supports_rscp:
-                facts[name] = {"unsupported": f"defense {defense.name!r} replaces the "
-                               "conformal predictor; RSCP smooths a single model"}
-                continue
-            all_sets = rscp_sets(ws, models[0], alpha, gen, keep)
-        else:
-            score = build_score(name)
-            cp = defense.conformal(score, alpha, cal_x).calibrate(cal_logits, cal_y, gen)
-            all_sets = cp.predict(test_logits, generator=gen)
-            certify = getattr(cp, "certify", None)
-            if certify is not None and not score.randomized:
-                facts[name] = {"certificate": certify(test_logits[views.targets])}
-        out[name] = {g: all_sets[idx] for g, idx in groups.items()}
-    preds = test_logits.argmax(1)
-    return ModelEval(out, preds, float((preds == ds.test_labels).float().mean()), facts)
+    rscp: Callable[[torch.Generator], torch.Tensor] | str = (
+        (lambda gen: rscp_sets(ws, models[0], alpha, gen, keep)) if defense.supports_rscp
+        else f"defense {defense.name!r} replaces the conformal predictor; RSCP smooths a "
+        "single model")
+    return score_sets(
+        ws, views, scores, alpha, seed, cal_logits=defense.logits(models, cal_x, ws.device, batch),
+        cal_y=cal_y, test_logits=defense.logits(models, ds.test_images, ws.device, batch),
+        predictor=lambda score: defense.conformal(score, alpha, cal_x), rscp=rscp)

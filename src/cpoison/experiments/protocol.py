@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +26,20 @@ from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
 from cpoison.defenses import DefenseOutcome, build_defense
 from cpoison.errors import ConfigError
-from cpoison.experiments import transfer_protocol
 from cpoison.experiments.config import ExperimentConfig
-from cpoison.experiments.defended import defense_facts, fit_victim
-from cpoison.experiments.evaluation import EvalViews, evaluate_victim
+from cpoison.experiments.defended import defense_facts
+from cpoison.experiments.evaluation import (
+    EvalViews,
+    ModelEval,
+    evaluate_victim,  # noqa: F401 (importable here)
+)
 from cpoison.experiments.metrics import victim_row
 from cpoison.experiments.repeats import repeat_seed, row_meta, victim_seeds, views_of
+from cpoison.experiments.settings import Victim, setting_for
+from cpoison.experiments.settings.scratch import (  # noqa: F401 (importable here)
+    benign_data,
+    surrogate_data,
+)
 from cpoison.experiments.surrogates import RepeatSurrogates
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
@@ -213,19 +222,11 @@ def repeat_target_class(config: ExperimentConfig, repeat: int, num_classes: int)
     return int(torch.randint(num_classes, (1,), generator=gen))
 
 
-def surrogate_data(ws: Workspace, config: ExperimentConfig, repeat: int) -> tuple[Any, int]:
-    """(training set, seed) of the repeat's surrogate: D^tr and a seed of the repeat."""
-    return (ws.trainset(ws.split.attacker_train),
-            derive_seed(repeat_seed(config, repeat), "surrogate"))
-
-
 def train_surrogate(ws: Workspace, config: ExperimentConfig, repeat: int) -> torch.nn.Module:
-    """Train (or load) the repeat's surrogate, of the attacker's architecture (transfer
-    setting: the frozen extractor + the attacker's head, :mod:`transfer_protocol`)."""
-    if config.transfer is not None:
-        return transfer_protocol.train_surrogate(ws, config, repeat)
-    data, seed = surrogate_data(ws, config, repeat)
-    return ws.train(data, seed, desc=f"surrogate r{repeat}", spec=config.surrogate)
+    """Train (or load) the repeat's surrogate, as the config's training setting makes it
+    (from scratch: the attacker's architecture on D^tr; transfer: the frozen extractor +
+    the attacker's head)."""
+    return setting_for(config).train_surrogate(ws, config, repeat)
 
 
 def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
@@ -260,8 +261,7 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
         progress=ws.progress, surrogate_epochs=ws.preset.recipe.epochs,
         surrogates=RepeatSurrogates(ws, surrogate, seed, config.surrogate),
     )
-    if config.transfer is not None:
-        ctx = transfer_protocol.adjust_context(ws, config, ctx, surrogate)
+    ctx = setting_for(config).adjust_context(ws, config, ctx, surrogate)
     return RepeatSetup(repeat, seed, target_class, views, ctx)
 
 
@@ -282,42 +282,44 @@ def craft(config: ExperimentConfig, attack_index: int, setup: RepeatSetup) -> Po
     return poisons
 
 
-def benign_data(ws: Workspace) -> Any:
-    """The victims' clean training set."""
-    return ws.trainset(ws.split.victim_train)
-
-
 def benign_victim(ws: Workspace, config: ExperimentConfig, repeat: int,
                   victim: int) -> DefenseOutcome:
     """Train (or load) benign victim ``victim`` of the repeat, under the config's defense
-    (SPEC 7; ``outcome.models[0]`` is the model when there is none; in the transfer
-    setting the victim's head)."""
-    if config.transfer is not None:
-        head, facts = transfer_protocol.benign_victim(ws, config, repeat, victim)
-        return DefenseOutcome([head], torch.zeros(0, dtype=torch.long), dict(facts))
-    seed, _ = victim_seeds(config, repeat, victim)
-    return fit_victim(ws, config, benign_data(ws), seed, desc=f"benign r{repeat} v{victim}")
+    (``outcome.models[0]`` is the model when there is none; in the transfer setting the
+    victim's head)."""
+    return setting_for(config).fit_benign(ws, config, repeat, victim).outcome
 
 
 BENIGN_EVALUATIONS_KEPT = 8
+# benign victims' evaluations, shared by every attack and grid point of their repeat within
+# this process (key: what determines the evaluation; a few entries)
+_BENIGN_EVALUATIONS: OrderedDict[tuple[object, ...], tuple[Victim, ModelEval]] = OrderedDict()
+
+
+def clear_caches() -> None:
+    """Forget the benign victims' evaluations kept in this process."""
+    _BENIGN_EVALUATIONS.clear()
 
 
 def evaluated_benign(
     ws: Workspace, config: ExperimentConfig, repeat: int, victim: int, defense: Any,
-    views: EvalViews,
-) -> tuple[DefenseOutcome, Any]:
+    views: EvalViews, n_poisons: int = 0,
+) -> tuple[Victim, ModelEval]:
     """Benign victim ``victim`` and its evaluation, computed once per process for every
-    attack and grid point that shares it (the same victim data, spec, defense, scores,
-    alpha and targets): a filter defense is not run again, nor RSCP's noisy passes."""
-    seed, eval_seed = victim_seeds(config, repeat, victim)
-    key = (ws.model_key(benign_data(ws), seed, config.victim),
+    attack and grid point that shares it (the same victim, defense, scores, alpha and
+    targets): a filter defense is not run again, nor RSCP's noisy passes."""
+    setting = setting_for(config)
+    _, eval_seed = victim_seeds(config, repeat, victim)
+    key = (str(ws.store.root), ws.device.type, setting.benign_key(ws, config, repeat, victim),
            repr(config.defense), tuple(config.scores), config.alpha, eval_seed,
-           tuple(views.targets.tolist()))
-    cache = ws.benign_evaluations
+           tuple(views.targets.tolist()),
+           n_poisons if setting.benign_evaluation_needs_poisons() else None)
+    cache = _BENIGN_EVALUATIONS
     if key not in cache:
-        fit = benign_victim(ws, config, repeat, victim)
-        cache[key] = (fit, evaluate_victim(ws, defense, fit.models, views, config.scores,
-                                           config.alpha, eval_seed))
+        fit = setting.fit_benign(ws, config, repeat, victim)
+        ev_views = setting.evaluation_views(config, views, eval_seed)
+        cache[key] = (fit, setting.evaluate(ws, config, fit, ev_views, eval_seed, defense,
+                                            n_poisons))
         while len(cache) > BENIGN_EVALUATIONS_KEPT:
             cache.popitem(last=False)
     return cache[key]
@@ -327,35 +329,37 @@ def evaluate_cell(
     ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int, victim: int,
     poisons: PoisonSet,
 ) -> list[dict[str, Any]]:
-    """One cell of SPEC 6 step 3-4: the benign victim and its poisoned twin (same initial
-    weights and data order, same defense: SPEC 7), calibrated with every score; one row per
+    """One cell, in every training setting: the benign victim and its poisoned twin (same
+    initial weights and data order, same defense), evaluated with every score; one row per
     score (a score the defense cannot run, RSCP under RPS, gets a row marked
-    ``unsupported`` without figures). The transfer setting evaluates heads on frozen
-    features (:func:`transfer_protocol.evaluate_cell`)."""
-    if config.transfer is not None:
-        return transfer_protocol.evaluate_cell(ws, config, repeat, attack_index, victim,
-                                               poisons)
+    ``unsupported`` without figures). What a victim is and how it is evaluated is the
+    setting's (:mod:`cpoison.experiments.settings`)."""
+    setting = setting_for(config)
     poisons.check_ids(ws.dataset.train_labels.numel())
     views = views_of(ws, poisons)
-    seed, eval_seed = victim_seeds(config, repeat, victim)
+    _, eval_seed = victim_seeds(config, repeat, victim)
     label = attack_label(config.attacks[attack_index])
     defense = build_defense(config.defense)
-    benign_fit, benign = evaluated_benign(ws, config, repeat, victim, defense, views)
-    data = benign_data(ws).with_poisons(poisons.ids, poisons.delta, inject=poisons.inject)
-    victim_fit = fit_victim(ws, config, data, seed, desc=f"{label} r{repeat} v{victim}")
-    poisoned = evaluate_victim(ws, defense, victim_fit.models, views, config.scores,
-                               config.alpha, eval_seed)
+    benign_fit, benign = evaluated_benign(ws, config, repeat, victim, defense, views,
+                                          len(poisons))
+    victim_fit = setting.fit_poisoned(ws, config, repeat, victim, poisons, benign_fit,
+                                      f"{label} r{repeat} v{victim}")
+    ev_views = setting.evaluation_views(config, views, eval_seed)
+    poisoned = setting.evaluate(ws, config, victim_fit, ev_views, eval_seed, defense,
+                                len(poisons))
+    facts = setting.row_facts(config, benign_fit, victim_fit, poisons)
     rows = []
     for s in config.scores:
         row = row_meta(config, attack_index, poisons, views, repeat, victim, s)
         if s in poisoned.sets:
-            row.update(victim_row(benign, poisoned, s, views, ws.dataset.test_labels,
+            row.update(victim_row(benign, poisoned, s, ev_views, ws.dataset.test_labels,
                                   ws.dataset.num_classes, goal=config.goal,
                                   target_class=int(poisons.meta["target_class"])))
-        row.update(defense_facts(config, benign_fit, victim_fit, benign, poisoned, s,
-                                 len(poisons)))
+        row.update(defense_facts(config, benign_fit.outcome, victim_fit.outcome, benign,
+                                 poisoned, s, len(poisons)))
+        row.update(facts)
         rows.append(row)
-    log.info("%s r%d v%d: %s", label, repeat, victim, ", ".join(
+    log.info("%s r%d v%d (%s): %s", label, repeat, victim, setting.name, ", ".join(
         f"{r['score']} {r['benign_set_size']:.2f}->{r['victim_set_size']:.2f}"
         if "benign_set_size" in r else f"{r['score']} unsupported" for r in rows))
     return rows

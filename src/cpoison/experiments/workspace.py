@@ -10,7 +10,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,10 +58,6 @@ class Workspace:
     any_device: bool = False
     train_seconds: float = field(default=0.0, init=False)
     trained: list[str] = field(default_factory=list, init=False)
-    # benign victims' evaluations, shared by every attack and grid point of their repeat
-    # within this process (key: what determines the evaluation; a few entries)
-    benign_evaluations: OrderedDict[tuple[object, ...], Any] = field(
-        default_factory=OrderedDict, init=False, repr=False)
 
     @classmethod
     def for_dataset(
@@ -171,35 +167,62 @@ class Workspace:
                              "settings for its key")
         defense = defense if hooks is not None else None
         recipe = recipe or self.preset.recipe
-        model = self.build(seed, spec)
         own = self.model_key(data, seed, spec, recipe, defense=defense)
         candidates = [own] + ([self.model_key(data, seed, spec, recipe, other, defense)
                                for other in DEVICE_TYPES if other != self.device.type]
                               if self.any_device else [])
-        for key in candidates:
-            meta = self.store.load_model_meta(key, model)
-            if meta is None:
-                continue
-            if hooks is not None and "defense_record" not in meta:
-                log.warning("%s: stored model %s lacks its defense record; training it "
-                            "again", desc, key)
-                model = self.build(seed, spec)
-                break
-            if hooks is not None:
-                restore_hooks(hooks, meta)
-            log.debug("%s: loaded stored model %s", desc, key)
-            return model.to(self.device).eval()
-        start = time.perf_counter()
-        model = train_model(model.to(self.device), data, recipe, seed, self.device,
-                            self.progress, desc, hooks=hooks)
-        self.train_seconds += time.perf_counter() - start
-        self.trained.append(desc)
         meta: dict[str, Any] = {"desc": desc, "seed": seed, "device": self.device.type}
         if hooks is not None:
-            meta.update(hooks_meta(hooks), defense=(
-                defense.model_dump(mode="json") if hasattr(defense, "model_dump") else defense))
-        self.store.save_model(own, model, meta)
-        return model.to(self.device).eval()
+            meta["defense"] = (defense.model_dump(mode="json") if hasattr(defense, "model_dump")
+                               else defense)
+
+        def fit(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+            extra = {} if hooks is None else {"hooks": hooks}  # plain training: the same call
+            return train_model(model.to(self.device), data, recipe, seed, self.device,
+                               self.progress, desc, **extra), {}
+
+        model, _ = self.load_or_fit(candidates, lambda: self.build(seed, spec), fit, desc,
+                                    meta, hooks)
+        return model
+
+    def load_or_fit(
+        self, keys: list[str], build: Callable[[], nn.Module],
+        fit: Callable[[nn.Module], tuple[nn.Module, dict[str, Any]]], desc: str,
+        meta: dict[str, Any] | None = None, hooks: TrainingHooks | None = None,
+    ) -> tuple[nn.Module, dict[str, Any]]:
+        """The one way a model (a network, a head) comes into being: the model stored under
+        the first of ``keys`` found (``keys[0]`` is its own key; any others, e.g. the same
+        model trained on another device type, are only read) with the meta it was saved
+        with; else ``fit(build())``, timed, counted in :attr:`trained` and stored under
+        ``keys[0]`` with ``meta`` and the facts ``fit`` returns (that meta is returned).
+
+        ``hooks``: a defense's training hooks used by ``fit``; their record (``removed``
+        ids, ``record`` facts) is saved with the model and put back onto ``hooks`` when the
+        model comes from the store, so a defense's outcome never depends on whether its
+        model was cached (a stored model without that record is trained again)."""
+        model = build()
+        for key in keys:
+            stored = self.store.load_model_meta(key, model)
+            if stored is None:
+                continue
+            if hooks is not None and "defense_record" not in stored:
+                log.warning("%s: stored model %s lacks its defense record; training it "
+                            "again", desc, key)
+                model = build()
+                break
+            if hooks is not None:
+                restore_hooks(hooks, stored)
+            log.debug("%s: loaded stored model %s", desc, key)
+            return model.to(self.device).eval(), stored
+        start = time.perf_counter()
+        model, facts = fit(model)
+        self.train_seconds += time.perf_counter() - start
+        self.trained.append(desc)
+        record = {**(meta or {}), **facts}
+        if hooks is not None:
+            record.update(hooks_meta(hooks))
+        self.store.save_model(keys[0], model, record)
+        return model.to(self.device).eval(), record
 
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return predict_logits(model, images, self.device, self.preset.eval_batch_size)
