@@ -250,3 +250,26 @@ def test_dry_run_prints_the_plan_and_trains_nothing(
     assert re.search(r"estimated time: about \d+ min", text)
     assert not out.exists()
     assert not list(store.rglob("*.safetensors"))
+
+
+def test_audit_dry_run_prints_the_plan_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from cpoison.data import load_dataset
+
+    ds = load_dataset("digits")
+    keep = ds.train_labels < 4
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=ds.train_images[keep][:, 0].numpy(), y=ds.train_labels[keep].numpy())
+    out, store = tmp_path / "audit", tmp_path / "store"
+    assert main(["audit", "--data", str(data), "--model", "mlp", "--out", str(out), "--store",
+                 str(store), "--budget", "0.05", "--victims", "2", "--targets", "10",
+                 "--target-class", "1", "--preset", "audit-quick", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "dry run: " in text and "(nothing is trained or written)" in text
+    assert "cells: 4 (0 done, 4 to run)" in text  # 2 victims x (ours, randun)
+    assert re.search(r"models to train: \d+ \(1 surrogates, 2 benign victims, 4 poisoned", text)
+    assert "estimated time: about" in text and "audit-quick" in text
+    assert not out.exists()

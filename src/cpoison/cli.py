@@ -11,6 +11,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cpoison.errors import CpoisonError
@@ -218,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of each class held out as the test set when the data has "
                    "no test split (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--dry-run", action="store_true", help=dry_run_help)
     p.add_argument("--defense", dest="defenses", action="append", default=None,
                    metavar="NAME", help="run under this defense too (repeatable: --defense none "
                    "--defense deep_knn compares them)")
@@ -350,8 +352,6 @@ CRAFTING_IN_TRAININGS = 2.0
 
 def _dry_run(config: ExperimentConfig, out: str, kwargs: dict[str, Any]) -> int:
     """Print what a run of ``config`` into ``out`` would do; train and write nothing."""
-    from pathlib import Path
-
     from cpoison.engine.grid import GridPoint, expand_grid
     from cpoison.engine.plan import cells_of, tasks_for
     from cpoison.engine.preflight import check_point
@@ -449,16 +449,21 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from cpoison.api.audit import DEFAULT_BUDGETS, audit
 
     kwargs = _run_kwargs(args)
-    kwargs.pop("data_root", None)
-    result = audit(
-        args.data, args.model, args.out, weights=args.weights, surrogate=args.surrogate,
+    settings: dict[str, Any] = dict(
+        weights=args.weights, surrogate=args.surrogate,
         surrogate_weights=args.surrogate_weights, alpha=args.alpha,
         budgets=args.budget or list(DEFAULT_BUDGETS), eps=args.eps, goal=args.goal,
         label=args.label, scores=args.scores, victims=args.victims, repeats=args.repeats,
         target_class=args.target_class, targets=args.targets, baselines=args.baselines,
         selection=args.selection, iterations=args.iterations, preset=args.preset,
-        test_fraction=args.test_fraction, seed=args.seed, defenses=args.defenses,
-        **kwargs)
+        test_fraction=args.test_fraction, seed=args.seed, defenses=args.defenses)
+    if args.dry_run:  # the audit's config, from the path as the audit reads it
+        from cpoison.api.audit import _data_path, audit_config
+
+        path = _data_path(args.data, Path(args.out), args.test_fraction, args.seed)
+        return _dry_run(audit_config(path, args.model, **settings), args.out, kwargs)
+    kwargs.pop("data_root", None)
+    result = audit(args.data, args.model, args.out, **settings, **kwargs)
     print(result.text)
     print(f"audit: {result.report}; report: {result.out / 'report.md'}; results: "
           f"{result.out / 'results.sqlite'}")
