@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cpoison.attacks.goals import goal_kind
 from cpoison.experiments.config import ExperimentConfig, is_user_dataset
 from cpoison.experiments.repeats import repeat_seed, victim_seeds
 from cpoison.experiments.settings import setting_for
@@ -19,12 +20,6 @@ from cpoison.store import keys
 # key; ``precision`` is in every model's key through its resolved recipe.
 NOT_CRAFTING = {"name", "n_victims", "n_repeats", "scores", "victim", "defense", "attacks",
                 "grid", "data", "precision"}
-
-# Goals whose targets and bases the engine chooses by goal (SPEC 4.1: goal eligibility of
-# the targets, bases by GOAL_POISON_CLASS); their poison keys carry this version so that
-# poisons crafted before the engine knew these goals are never reused.
-GOAL_PROTOCOL = {"unequal-coverage": 1, "add-label": 1, "remove-label": 1}
-
 
 def split_key(ws: Workspace) -> str:
     return keys.digest(dataset=ws.digest, split=keys.split_digest(ws.split))
@@ -45,8 +40,11 @@ def crafting_fields(config: ExperimentConfig) -> dict[str, Any]:
     if config.surrogate is not None and config.surrogate.weights:
         fields["surrogate"]["weights"] = keys.file_digest(config.surrogate.weights)
     fields = setting_for(config).crafting_fields(config, fields)
-    if config.goal.kind in GOAL_PROTOCOL:
-        fields["goal_protocol"] = GOAL_PROTOCOL[config.goal.kind]
+    # goals whose targets and bases the engine chooses by goal (SPEC 4.1) carry their kind's
+    # protocol version, so poisons crafted before the engine knew them are never reused
+    version = goal_kind(config.goal).protocol_version
+    if version is not None:
+        fields["goal_protocol"] = version
     return fields
 
 

@@ -7,7 +7,7 @@ weights (SPEC 12: imported, built and run once on the dataset's shape)."""
 
 from __future__ import annotations
 
-from cpoison.attacks.goals import check_goal
+from cpoison.attacks.goals import check_goal, goal_kind
 from cpoison.defenses import build_defense
 from cpoison.engine.grid import GridPoint
 from cpoison.errors import ConfigError
@@ -64,7 +64,8 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
             raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the "
                               f"{owner} pool has only {available} images outside the target "
                               f"class (poison_class 'other'){where}")
-    elif config.poison_class == "labels-to-add" and config.goal.kind == "add-label":
+    elif (config.poison_class == "labels-to-add" and config.goal.label is not None
+          and goal_kind(config.goal).poison_class == "labels-to-add"):  # the named label
         available = int((labels[pool] == config.goal.label).sum())
         if n_poisons > available:
             raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the "

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from cpoison.attacks import AttackConfig, Goal, attack_label
+from cpoison.attacks.goals import goal_kind
 from cpoison.conformal import SCORE_NAMES
 from cpoison.data.registry import canonical_name
 from cpoison.defenses.registry import DefenseConfig, parse_defense
@@ -49,13 +50,20 @@ class TargetConfig(BaseModel):
     set_size: int | None = Field(None, ge=1)
     min_set_size: int | None = Field(None, ge=1)
     set_size_score: str = "hps"
+    exclude_classes: tuple[int, ...] = Field(
+        (), description="classes a randomly drawn target class must not be (e.g. the "
+        "classes an attack was tuned on)")
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
-        """``min_set_size`` unset is left out, so configs without it keep their keys."""
+        """``min_set_size`` and ``exclude_classes`` unset are left out, so configs without
+        them keep their keys."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("min_set_size") is None:
-            data.pop("min_set_size", None)
+        if isinstance(data, dict):
+            if data.get("min_set_size") is None:
+                data.pop("min_set_size", None)
+            if not data.get("exclude_classes"):
+                data.pop("exclude_classes", None)
         return data  # type: ignore[no-any-return]
 
     @field_validator("set_size_score")
@@ -259,15 +267,6 @@ class TransferConfig(BaseModel):
         return self
 
 
-# Poison bases by goal (SPEC 2, 4.1) when the config does not set ``poison_class``: images of
-# the target class with their own label can only raise p(y*), so unequal coverage takes its
-# bases from the other classes and add-label from the label to add (measured cos(G(delta), g)
-# on digits in tests/attacks/test_goal_kinds.py: 0.54 vs -0.03 and 0.94 vs -0.38);
-# remove-label keeps target-class bases (0.97), as over- and underconfidence do.
-GOAL_POISON_CLASS: dict[str, str] = {
-    "overconfidence": "target", "underconfidence": "target", "unequal-coverage": "other",
-    "add-label": "labels-to-add", "remove-label": "target",
-}
 
 
 class ExperimentConfig(BaseModel):
@@ -305,7 +304,7 @@ class ExperimentConfig(BaseModel):
         "target", description="target: bases of the target class (SPEC 2 default); random: "
         "any class; labels-to-add: the classes in the targets' Y_a (underconfidence, SPEC "
         "4.1; add-label: the label to add); other: any class but the target class. Unset: "
-        "by goal (GOAL_POISON_CLASS: unequal-coverage other, add-label labels-to-add, "
+        "by goal (each goal kind's poison_class: unequal-coverage other, add-label labels-to-add, "
         "the rest target)")
     poison_selection: Literal["random", "nearest", "nearest-pixels", "gradient-norm"] = Field(
         "random", description="random: uniform among eligible images; nearest: for each "
@@ -346,14 +345,15 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _goal_defaults(self) -> ExperimentConfig:
-        """``data`` only with a user's data; ``poison_class`` by goal when unset (SPEC 4.1,
-        :data:`GOAL_POISON_CLASS`). The resolved value is set without marking the field as
-        given, so a grid over ``goal.kind`` resolves it per point."""
+        """``data`` only with a user's data; ``poison_class`` by goal when unset (SPEC 4.1:
+        each goal kind's ``poison_class``, :mod:`cpoison.attacks.goals`). The resolved value
+        is set without marking the field as given, so a grid over ``goal.kind`` resolves it
+        per point."""
         if self.data is not None and not is_user_dataset(self.dataset):
             raise ValueError(f"data.test_fraction applies to a dataset given as a path, not "
                              f"to {self.dataset!r}")
         if "poison_class" not in self.model_fields_set:
-            object.__setattr__(self, "poison_class", GOAL_POISON_CLASS[self.goal.kind])
+            object.__setattr__(self, "poison_class", goal_kind(self.goal).poison_class)
         return self
 
     @field_validator("surrogate", "victim", mode="before")

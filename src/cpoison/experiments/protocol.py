@@ -21,7 +21,7 @@ import torch
 
 from cpoison.attacks import AttackContext, PoisonSet, attack_label, build_attack
 from cpoison.attacks.base_selection import largest_gradient_norm
-from cpoison.attacks.goals import goal_eligibility, labels_to_add
+from cpoison.attacks.goals import goal_eligibility, goal_kind, labels_to_add
 from cpoison.conformal import SplitConformal, set_sizes
 from cpoison.data.splits import evaluation_indices, select_targets
 from cpoison.defenses import DefenseOutcome, build_defense
@@ -69,7 +69,7 @@ def choose_bases(
     targets' Y_a (SPEC 4.1: the goal's ``add_labels`` or the surrogate's ranks 2..m; for
     add-label, the label to add), so that training on them raises those labels' scores;
     ``'other'`` from every class but the target class. Unset in a config, the goal decides
-    (:data:`cpoison.experiments.config.GOAL_POISON_CLASS`: unequal-coverage ``other``,
+    (each goal kind's ``poison_class``, :mod:`cpoison.attacks.goals`: unequal-coverage ``other``,
     add-label ``labels-to-add``, the others ``target``). ``poison_selection='nearest'`` (an option
     beside SPEC 2's random draw) takes, round robin over the targets, each target's nearest
     eligible image by cosine similarity of the surrogate's penultimate features
@@ -164,7 +164,7 @@ def target_eligibility(
     surrogate set holds the label, add-label targets whose set lacks it, from the same
     surrogate sets). ``None`` admits every image."""
     rule = config.targets
-    by_goal = config.goal.kind in ("add-label", "remove-label")
+    by_goal = goal_kind(config.goal).target_rule
     sized = rule.set_size is not None or rule.min_set_size is not None
     if not rule.correct_only and not sized and not by_goal:
         return None
@@ -197,18 +197,16 @@ def _eligibility_rule(config: ExperimentConfig) -> str:
     if config.targets.set_size is not None:
         parts.append(f"have a surrogate {config.targets.set_size_score.upper()} set of "
                      f"{config.targets.set_size} label(s)")
-    goal = config.goal
-    if goal.kind in ("add-label", "remove-label"):
-        parts.append(f"whose surrogate {config.targets.set_size_score.upper()} set "
-                     f"{'holds' if goal.kind == 'remove-label' else 'lacks'} label "
-                     f"{goal.label} (goal {goal.kind}; try a smaller alpha or another "
-                     "target class)")
+    by_goal = goal_kind(config.goal).eligibility_text(config.goal, config.targets.set_size_score)
+    if by_goal is not None:
+        parts.append(by_goal)
     return " and ".join(parts)
 
 
 def repeat_target_class(config: ExperimentConfig, repeat: int, num_classes: int) -> int:
     """The configured target class, else the goal's (unequal coverage's subgroup,
-    ``goal.target_class()``), else one drawn at random for this repeat; add-label and
+    ``goal.target_class()``), else one drawn at random for this repeat, never one of
+    ``targets.exclude_classes`` (e.g. the classes an attack was tuned on); add-label and
     remove-label never draw their own label (y*_v cannot be added nor removed)."""
     if config.targets.target_class is not None:
         return config.targets.target_class
@@ -216,8 +214,13 @@ def repeat_target_class(config: ExperimentConfig, repeat: int, num_classes: int)
     if fixed is not None:
         return fixed
     gen = make_generator(derive_seed(repeat_seed(config, repeat), "target-class"))
-    if config.goal.kind in ("add-label", "remove-label"):
-        choices = [c for c in range(num_classes) if c != config.goal.label]
+    excluded = (goal_kind(config.goal).excluded_target_classes(config.goal)
+                | set(config.targets.exclude_classes))
+    if excluded:
+        choices = [c for c in range(num_classes) if c not in excluded]
+        if not choices:
+            raise ConfigError(f"no target class is left to draw: classes {sorted(excluded)} "
+                              f"are excluded of {num_classes}")
         return choices[int(torch.randint(len(choices), (1,), generator=gen))]
     return int(torch.randint(num_classes, (1,), generator=gen))
 
