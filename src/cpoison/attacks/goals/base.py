@@ -7,14 +7,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from cpoison.conformal import coverage, mean_size
 
-if TYPE_CHECKING:
-    from cpoison.attacks.goals.model import Goal
+
+class Goal(Protocol):
+    """What a kind reads of a goal (:class:`cpoison.attacks.goals.model.Goal`)."""
+
+    kind: str
+    beta: float
+    add_top: int
+    add_labels: tuple[int, ...] | None
+    label: int | None
+    subgroup_class: int | None
 
 Masks = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """(push out, pull in, keep) bool [V, K]."""

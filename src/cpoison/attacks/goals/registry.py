@@ -3,17 +3,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cpoison.attacks.goals.add_label import AddLabel
-from cpoison.attacks.goals.base import GoalKind
+from cpoison.attacks.goals.base import Goal, GoalKind
 from cpoison.attacks.goals.overconfidence import Overconfidence
 from cpoison.attacks.goals.remove_label import RemoveLabel
 from cpoison.attacks.goals.underconfidence import Underconfidence
 from cpoison.attacks.goals.unequal_coverage import UnequalCoverage
-
-if TYPE_CHECKING:
-    from cpoison.attacks.goals.model import Goal
 
 GOALS: dict[str, GoalKind] = {kind.name: kind for kind in (
     Overconfidence(), Underconfidence(), UnequalCoverage(), AddLabel(), RemoveLabel(),
