@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from cpoison.attacks.goals import goal_kind
 from cpoison.engine.executors import build_executor
 from cpoison.engine.grid import GridPoint, expand_grid
 from cpoison.engine.identity import split_key
@@ -28,6 +29,7 @@ from cpoison.engine.runtime import RunOptions, workspace_for
 from cpoison.errors import ConfigError
 from cpoison.experiments.baseline import environment
 from cpoison.experiments.config import ExperimentConfig
+from cpoison.experiments.paired import paired_comparisons
 from cpoison.experiments.report import write_report
 from cpoison.experiments.store import ResultStore
 from cpoison.experiments.summary import summarize_rows
@@ -169,7 +171,9 @@ def build_summary(config: ExperimentConfig, rows: list[dict[str, Any]]) -> dict[
     summary_rows = summarize_rows(rows)
     summary_rows.sort(key=lambda r: order.get(
         (repr(sorted(r["point"].items())), r["attack"], r["score"]), (len(order), 0, 0)))
-    return {"rows": summary_rows, "grid_keys": list(config.grid), "environment": environment()}
+    metric = goal_kind(config.goal).effect_metric
+    return {"rows": summary_rows, "grid_keys": list(config.grid), "environment": environment(),
+            "paired": paired_comparisons(rows, metric)}
 
 
 def report_from_run(out: str | Path) -> Path:

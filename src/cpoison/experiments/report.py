@@ -196,6 +196,22 @@ def plot_against(rows: list[dict[str, Any]], key: str, metric: str, path: Path) 
     return path
 
 
+def paired_table(comparisons: list[dict[str, Any]]) -> str:
+    """Each attack against the better random baseline on the same victims (Markdown)."""
+    if not comparisons:
+        return ""
+    lines = ["| attack | score | point | baseline | paired difference | one-sided 95 % lower "
+             "bound | units | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        diff = "-" if c["mean"] is None else (
+            f"{c['mean']:+.3f}" + (f" ± {c['se']:.3f}" if c["se"] is not None else ""))
+        lower = "-" if c["lower"] is None else f"{c['lower']:+.3f}"
+        point = "" if c["point"] == "[]" else c["point"]
+        lines.append(f"| {c['attack']} | {c['score']} | {point} | {c['baseline']} | {diff} "
+                     f"| {lower} | {c['n']} {c['units']} | {c['verdict']} |")
+    return "\n".join(lines)
+
+
 def write_report(out: Path, summary: dict[str, Any], config: dict[str, Any]) -> Path:
     """Write ``report.md`` with the table and the plots into ``out``."""
     rows = summary["rows"]
@@ -217,6 +233,12 @@ def write_report(out: Path, summary: dict[str, Any], config: dict[str, Any]) -> 
                        f"{metric} under the defense over that without it; clean accuracy "
                        "change: the benign victims' (the defense's own cost).\n\n"
                        + against_none + "\n") if against_none else ""
+    paired = paired_table(summary.get("paired") or [])
+    paired_md = (f"## Against the better baseline, victim by victim\n\nThe difference of "
+                 f"{metric} between each attack and the better random baseline on the same "
+                 "victims, averaged per repeat; mean ± s.e. across repeats (across victims "
+                 "with one repeat) and the one-sided 95 % lower bound (Student's t). Verdict "
+                 "*held*: the bound is above zero.\n\n" + paired + "\n") if paired else ""
     crafted = ", ".join(f"{r['attack']} {r['craft_seconds']:.1f}" for r in rows
                         if r["score"] == rows[0]["score"] and r.get("craft_seconds") is not None)
     text = f"""# {config['name']}
@@ -233,6 +255,7 @@ beyond the crafted targets?); coverage is on the evaluation set.
 
 {table(rows, grid_keys)}
 
+{paired_md}
 {against_none_md}
 Crafting time (s): {crafted or "-"}.
 Wall time of the last run {summary.get('wall_seconds', 0):.0f} s; models it trained:
