@@ -7,16 +7,17 @@
 ``DefenseConfig`` is the pydantic discriminated union an experiment config can hold:
 ``defense: DefenseConfig = Field(default_factory=NoDefenseConfig)`` accepts a bare name
 (``defense: maxup``) as well as a mapping (``defense: {name: epic, fraction: 0.3}``), so a
-grid can list names (``grid: {defense: [none, maxup, epic]}``). Adding a
-defense: a module with its config and :class:`~cpoison.defenses.base.Defense` subclass,
-then one line in ``DEFENSES`` and one member in ``AnyDefenseConfig``.
+grid can list names (``grid: {defense: [none, maxup, epic]}``). Adding a defense: a module
+with its config and :class:`~cpoison.defenses.base.Defense` subclass, then one line in
+``DEFENSES`` (the config union and the validation follow the table); from outside the
+package (a plugin, a test), :func:`register_defense`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError
 
 from cpoison.defenses.activation_clustering import (
     ActivationClustering,
@@ -46,10 +47,19 @@ DEFENSES: dict[str, tuple[type[DefenseConfigBase], type[Defense]]] = {
 }
 """Name -> (config class, defense class)."""
 
-AnyDefenseConfig = (
-    NoDefenseConfig | MaxUpConfig | AdversarialPoisoningConfig | EpicConfig | DeepKnnConfig
-    | SpectralSignaturesConfig | ActivationClusteringConfig | RPSConfig | HeadRefitConfig
-)
+
+def register_defense(config_class: type[DefenseConfigBase], defense_class: type[Defense]) -> None:
+    """Add a defense to the table: ``config_class`` (its ``name`` field's default is the
+    name a config uses) and the :class:`Defense` built from it. Configs validated after the
+    call accept it (by name or mapping) and grids can list it."""
+    name = config_class.model_fields["name"].default
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{config_class.__name__}.name needs a default: the defense's name")
+    DEFENSES[name] = (config_class, defense_class)
+
+
+AnyDefenseConfig = Union[tuple(config for config, _ in DEFENSES.values())]  # type: ignore[valid-type]  # noqa: UP007
+"""Every built-in defense config (for the schema of an experiment config)."""
 
 
 def _name_to_mapping(value: Any) -> Any:
@@ -57,13 +67,21 @@ def _name_to_mapping(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-DefenseConfig = Annotated[
-    Annotated[AnyDefenseConfig, Field(discriminator="name")],
-    BeforeValidator(_name_to_mapping),
-]
-"""Pydantic field type of an experiment's ``defense`` (a name or a mapping)."""
+def _validate(value: Any) -> DefenseConfigBase:
+    try:
+        return parse_defense(value)
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(DefenseConfig)
+
+DefenseConfig = Annotated[
+    SerializeAsAny[DefenseConfigBase],
+    PlainValidator(_validate, json_schema_input_type=Annotated[
+        AnyDefenseConfig, Field(discriminator="name")]),
+]
+"""Pydantic field type of an experiment's ``defense`` (a name or a mapping): validated by
+the table (:func:`parse_defense`, so defenses registered later are accepted), dumped with
+every field of its config."""
 
 
 def available_defenses() -> list[str]:
@@ -85,10 +103,10 @@ def parse_defense(value: Any) -> AnyDefenseConfig:
         raise ConfigError(f"unknown defense {name!r}; valid defenses are: "
                           f"{', '.join(available_defenses())}")
     try:
-        return _ADAPTER.validate_python(raw)  # type: ignore[no-any-return]
+        return DEFENSES[name][0].model_validate(raw)  # type: ignore[return-value]
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"][1:]) or "defense"
+        where = ".".join(str(p) for p in first["loc"]) or "defense"
         got = first.get("input")
         raise ConfigError(f"defense {name!r}: invalid value for '{where}' ({got!r}): "
                           f"{first['msg']}") from None

@@ -37,6 +37,13 @@ MODELS: dict[str, ModelBuilder] = {
 _POSITIONAL = ("in_channels", "num_classes", "image_size")
 
 
+def register_model(name: str, builder: ModelBuilder) -> None:
+    """Add a model to the table (a plugin, a test; a model of the package is one line in
+    :data:`MODELS`): ``builder(in_channels, num_classes, image_size, **kwargs)`` returns an
+    :class:`~cpoison.models.base.ImageClassifier`. Configs may then name it."""
+    MODELS[_canonical(name)] = builder
+
+
 def available_models() -> list[str]:
     """Sorted names accepted by :func:`build_model`."""
     return sorted(MODELS)

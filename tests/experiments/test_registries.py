@@ -1,0 +1,94 @@
+"""Registries from tables: a defense, a dataset and a model registered from this test module
+(one definition and one registration each, nothing edited elsewhere) run through a tiny grid
+of the engine; a training setting is one class and one line in its table."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import torch
+from experiment_helpers import one_thread, stored_rows, tiny_raw
+
+from cpoison.api.runner import run_experiment
+from cpoison.data import registry as data_registry
+from cpoison.data.digits import load_digits
+from cpoison.defenses import DEFENSES, Defense, DefenseConfigBase, Prepared, subset
+from cpoison.defenses.registry import register_defense
+from cpoison.experiments.config import validate_config
+from cpoison.experiments.settings import SETTINGS, setting_for
+from cpoison.experiments.settings.scratch import Scratch
+from cpoison.models import MODELS
+from cpoison.models.mlp import mlp
+from cpoison.models.registry import register_model
+
+
+class DropFirstConfig(DefenseConfigBase):
+    """A toy filter: drops the first ``share`` of the training points."""
+
+    name: Literal["drop_first"] = "drop_first"
+    share: float = 0.1
+
+
+class DropFirst(Defense):
+    name = "drop_first"
+
+    def prepare(self, data, train_fn, seed):
+        keep = torch.ones(len(data), dtype=torch.bool)
+        keep[: int(self.config.share * len(data))] = False
+        return Prepared(subset(data, keep), data.indices[~keep], {"toy": True})
+
+
+def tiny_digits(root: Path | None, download: bool, seed: int):
+    """The digits, under another name (its keys come from its content)."""
+    return replace(load_digits(seed=seed), name="tiny-digits")
+
+
+def small_mlp(in_channels: int, num_classes: int, image_size: int, hidden: int = 16):
+    return mlp(in_channels, num_classes, image_size, hidden=hidden)
+
+
+@pytest.fixture
+def registered():
+    register_defense(DropFirstConfig, DropFirst)
+    data_registry.register_dataset("tiny-digits", tiny_digits)
+    register_model("small-mlp", small_mlp)
+    try:
+        yield
+    finally:
+        DEFENSES.pop("drop_first", None)
+        data_registry._LOADERS.pop("tiny-digits", None)
+        MODELS.pop("smallmlp", None)
+
+
+def test_a_toy_defense_dataset_and_model_run_through_a_grid(registered, tmp_path):
+    raw = tiny_raw(dataset="tiny-digits", preset="audit-quick", n_victims=1,
+                   surrogate="small-mlp", victim="small-mlp", attacks=[{"name": "randun"}],
+                   grid={"defense": ["none", {"name": "drop_first", "share": 0.2}]})
+    config = validate_config(raw)
+    assert config.grid["defense"][1] == {"name": "drop_first", "share": 0.2}
+    with one_thread():
+        summary = run_experiment(config, tmp_path / "out", store=tmp_path / "store",
+                                 progress=False)
+    defenses = {r["defense"] for r in summary["rows"]}
+    assert defenses == {"none", "drop_first(share=0.2)"}
+    toy = [r for r in stored_rows(tmp_path / "out") if r["defense"] != "none"]
+    assert toy and all(r["defense_record"]["toy"] for r in toy)
+    assert all(r["clean_removed_share"] > 0.1 for r in toy)
+
+
+def test_the_defense_config_dumps_every_field(registered):
+    config = validate_config(tiny_raw(defense={"name": "drop_first", "share": 0.3}))
+    assert config.model_dump(mode="json")["defense"] == {"name": "drop_first", "share": 0.3}
+    epic = validate_config(tiny_raw(defense="epic")).model_dump(mode="json")["defense"]
+    assert {"name", "every", "fraction"} <= set(epic)
+
+
+def test_a_setting_is_a_class_and_a_table_line(monkeypatch):
+    class Tagged(Scratch):
+        name = "tagged"
+
+    monkeypatch.setitem(SETTINGS, "scratch", Tagged)
+    assert setting_for(validate_config(tiny_raw())).name == "tagged"
