@@ -114,7 +114,13 @@ def comparison_table(rows: list[dict[str, Any]], metric: str, max_cost: float = 
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    atomic_write(path, lambda p: fig.savefig(p, dpi=120, bbox_inches="tight", format="png"))
+    """The figure as PNG at ``path`` (shown in the report) and as PDF and SVG beside it
+    (vector copies for a paper)."""
+    undated = {"png": None, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
+    for fmt, metadata in undated.items():  # no date inside: the same run, the same bytes
+        target = path.with_suffix(f".{fmt}")
+        atomic_write(target, lambda p, f=fmt, m=metadata: fig.savefig(
+            p, dpi=120, bbox_inches="tight", format=f, metadata=m))
     plt.close(fig)
 
 
