@@ -38,7 +38,7 @@ from cpoison.conformal import build_score, coverage, mean_size, reduction_ratio
 from cpoison.conformal.quantile import check_alpha
 from cpoison.errors import ConfigError, CpoisonError
 from cpoison.seeding import derive_seed, make_generator
-from cpoison.transfer.full_cp import FullConformal, Method, select_subset
+from cpoison.transfer.full_cp import Method, full_cp_sets, select_subset
 from cpoison.transfer.head import (
     F64,
     FittedHead,
@@ -176,12 +176,15 @@ def craft_transfer_poisons(
 
 
 def poison_features(
-    extractor: nn.Module, pool_images: Tensor, poisons: PoisonSet
+    extractor: nn.Module, pool_images: Tensor, poisons: PoisonSet,
+    device: torch.device | str = "cpu", batch_size: int = 256,
 ) -> Tensor:
-    """Features of the poisoned images ``clip(pool[ids] / 255 + delta, 0, 1)`` (float32)."""
+    """Features of the poisoned images ``clip(pool[ids] / 255 + delta, 0, 1)`` (float32, on
+    CPU), computed on ``device`` in batches of ``batch_size``."""
     base = pool_images[poisons.ids]
     base = base.float().div(255) if base.dtype == torch.uint8 else base.float()
-    return extract_features(extractor, (base + poisons.delta).clamp(0, 1))
+    return extract_features(extractor, (base + poisons.delta.float()).clamp(0, 1),
+                            device=device, batch_size=batch_size)
 
 
 @dataclass
@@ -311,9 +314,9 @@ def evaluate_full_cp_victims(
                 ("t", target_features, target_u, target_method),
                 ("e", eval_features, eval_u, eval_method),
             ):
-                cp = FullConformal(score, alpha, method, lam, subset_size=None)
-                cp.fit(x, y, num_classes, u=u, init=fitted.theta)
-                res[name] = cp.predict(feats, u=uu).sets
+                res[name] = full_cp_sets(x, y, feats, num_classes, score, alpha, method, lam,
+                                         subset_size=None, train_u=u, test_u=uu,
+                                         init=fitted.theta).sets
             tag = "p" if poisoned else "b"
             cols[tag + "s"].append(mean_size(res["t"]))
             cols[tag + "c"].append(coverage(res["e"], eval_labels))

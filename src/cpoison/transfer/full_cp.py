@@ -553,9 +553,13 @@ def full_cp_sets(
     train_u: Tensor | None = None,
     test_u: Tensor | None = None,
     generator: torch.Generator | None = None,
+    init: Tensor | None = None,
 ) -> FullCPResult:
     """One call: :meth:`FullConformal.fit` on the training features, then
-    :meth:`FullConformal.predict` on the test features (see :class:`FullConformal`)."""
+    :meth:`FullConformal.predict` on the test features (see :class:`FullConformal`); the
+    one full-CP step of every victim (the engine's and :func:`evaluate_full_cp_victims`'s).
+    ``init``: warm start of the head (its parameters ``theta``)."""
     cp = FullConformal(score, alpha, method, lam, tol, subset_size, seed)
-    cp.fit(train_features, train_labels, num_classes, u=train_u, generator=generator)
+    cp.fit(train_features, train_labels, num_classes, u=train_u, generator=generator,
+           init=init)
     return cp.predict(test_features, u=test_u, generator=generator)

@@ -69,8 +69,8 @@ from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
 from cpoison.store import keys
 from cpoison.training import TrainSet, train_model
-from cpoison.transfer.attack import TransferAttackData
-from cpoison.transfer.full_cp import FullConformal, SubsetTooLargeError, select_subset
+from cpoison.transfer.attack import TransferAttackData, poison_features
+from cpoison.transfer.full_cp import SubsetTooLargeError, full_cp_sets, select_subset
 from cpoison.transfer.head import (
     F64,
     HeadConvergenceError,
@@ -335,10 +335,9 @@ class Transfer(Setting):
         return out
 
     def poison_features(self, ws: Workspace, ext: nn.Module, poisons: PoisonSet) -> Tensor:
-        """Features of the poisoned images ``clip(pool[ids] / 255 + delta, 0, 1)``."""
-        base = ws.dataset.train_images[poisons.ids].float().div(255)
-        return extract_features(ext, (base + poisons.delta.float()).clamp(0, 1), ws.device,
-                                ws.preset.eval_batch_size)
+        """Features of the poisoned images (:func:`cpoison.transfer.attack.poison_features`)."""
+        return poison_features(ext, ws.dataset.train_images, poisons, ws.device,
+                               ws.preset.eval_batch_size)
 
     # -- the attacker ---------------------------------------------------------------------
 
@@ -634,10 +633,11 @@ class Transfer(Setting):
         for name in config.scores:
             gen = make_generator(derive_seed(seed, "eval", name))
             test_u = torch.rand(n_test, generator=gen, dtype=F64)[query]
-            cp = FullConformal(name, config.alpha, tc.full_cp.method, tc.head.lam,
-                               tc.head.tolerance(), subset_size=None)
-            cp.fit(x.to(ws.device), y.to(ws.device), k, u=train_u, init=theta.to(ws.device))
-            res = cp.predict(feats.test[query].to(ws.device), u=test_u)
+            res = full_cp_sets(x.to(ws.device), y.to(ws.device),
+                               feats.test[query].to(ws.device), k, name, config.alpha,
+                               tc.full_cp.method, tc.head.lam, tc.head.tolerance(),
+                               subset_size=None, train_u=train_u, test_u=test_u,
+                               init=theta.to(ws.device))
             sets = torch.zeros(n_test, k, dtype=torch.bool)
             sets[query] = res.sets.cpu()
             out[name] = {g: sets[idx] for g, idx in _groups(views).items()}
