@@ -23,6 +23,7 @@ from cpoison.attacks import AttackContext, PoisonSet, attack_label, build_attack
 from cpoison.attacks.base_selection import largest_gradient_norm
 from cpoison.attacks.goals import goal_eligibility, goal_kind, labels_to_add
 from cpoison.conformal import SplitConformal, set_sizes
+from cpoison.data.base import to_inputs
 from cpoison.data.splits import evaluation_indices, select_targets
 from cpoison.defenses import DefenseOutcome, build_defense
 from cpoison.errors import ConfigError
@@ -34,7 +35,13 @@ from cpoison.experiments.evaluation import (
     evaluate_victim,  # noqa: F401 (importable here)
 )
 from cpoison.experiments.metrics import victim_row
-from cpoison.experiments.repeats import repeat_seed, row_meta, victim_seeds, views_of
+from cpoison.experiments.repeats import (
+    poison_budget,
+    repeat_seed,
+    row_meta,
+    victim_seeds,
+    views_of,
+)
 from cpoison.experiments.settings import Victim, setting_for
 from cpoison.experiments.settings.scratch import (  # noqa: F401 (importable here)
     benign_data,
@@ -76,12 +83,8 @@ def choose_bases(
     (``'nearest-pixels'``: of the raw pixels; with labels-to-add: among the classes of that
     target's own Y_a). Both need ``surrogate`` and ``target_ids``. ``'gradient-norm'``: the
     eligible images with the largest training-gradient norm at the surrogate (SPEC 2)."""
-    split, labels = ws.split, ws.dataset.train_labels
-    pool = split.attacker_train if config.setting == "black-box" else split.victim_train
-    n_poisons = round(config.budget * split.victim_train.numel())
-    if n_poisons < 1:
-        raise ConfigError(f"budget {config.budget} gives no poison for "
-                          f"{split.victim_train.numel()} victim training images")
+    labels = ws.dataset.train_labels
+    n_poisons, pool, owner = poison_budget(config, ws)
     nearest = config.poison_selection.startswith("nearest")
     needs_surrogate = nearest or config.poison_class == "labels-to-add"
     if needs_surrogate and (surrogate is None or target_ids is None):
@@ -100,9 +103,8 @@ def choose_bases(
         pool = pool[allowed.any(0)[labels[pool]]]
     if n_poisons > pool.numel():
         raise ConfigError(
-            f"budget {config.budget} needs {n_poisons} poisons but the "
-            f"{'attacker' if config.setting == 'black-box' else 'victim'} pool has only "
-            f"{pool.numel()} eligible images (poison_class={config.poison_class!r})"
+            f"budget {config.budget} needs {n_poisons} poisons but the {owner} pool has "
+            f"only {pool.numel()} eligible images (poison_class={config.poison_class!r})"
         )
     if config.poison_selection == "gradient-norm":
         if surrogate is None:
@@ -246,7 +248,7 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
     dev = ws.device
 
     def images(idx: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        return source[idx].to(dev).float().div(255)
+        return to_inputs(source[idx]).to(dev)  # [0, 1] pixels, or features
 
     ctx = AttackContext(
         surrogate=surrogate,
@@ -263,6 +265,7 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
         goal=config.goal, alpha=config.alpha, eps=config.eps, seed=seed, device=dev,
         progress=ws.progress, surrogate_epochs=ws.preset.recipe.epochs,
         surrogates=RepeatSurrogates(ws, surrogate, seed, config.surrogate),
+        clip=ds.clip,
     )
     ctx = setting_for(config).adjust_context(ws, config, ctx, surrogate)
     return RepeatSetup(repeat, seed, target_class, views, ctx)

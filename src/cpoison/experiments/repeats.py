@@ -10,7 +10,7 @@ import torch
 from cpoison.attacks import PoisonSet, attack_label
 from cpoison.attacks.registry import objective_facts
 from cpoison.data.splits import evaluation_indices
-from cpoison.errors import DataError
+from cpoison.errors import ConfigError, DataError
 from cpoison.experiments.config import ExperimentConfig
 from cpoison.experiments.evaluation import EvalViews
 from cpoison.experiments.workspace import Workspace
@@ -27,6 +27,22 @@ def victim_seeds(config: ExperimentConfig, repeat: int, victim: int) -> tuple[in
     poisoned model share both (SPEC 6 pairing)."""
     seed = repeat_seed(config, repeat)
     return derive_seed(seed, "victim", victim), derive_seed(seed, "eval", victim)
+
+
+def poison_budget(config: ExperimentConfig, ws: Workspace,
+                  where: str = "") -> tuple[int, torch.Tensor, str]:
+    """(number of poisons, the pool their bases come from, whose pool it is): ``budget *
+    |victim train|`` poisons, from the attacker's data (black-box) or the victim's
+    (white-box); ConfigError when the budget gives no poison. The one budget rule of the
+    checks before training and of the base selection."""
+    split = ws.split
+    n_poisons = round(config.budget * split.victim_train.numel())
+    if n_poisons < 1:
+        raise ConfigError(f"budget {config.budget} gives no poison for "
+                          f"{split.victim_train.numel()} victim training images{where}")
+    if config.setting == "black-box":
+        return n_poisons, split.attacker_train, "attacker"
+    return n_poisons, split.victim_train, "victim"
 
 
 def views_of(ws: Workspace, poisons: PoisonSet) -> EvalViews:
