@@ -174,7 +174,10 @@ def _bad(argv: list[str], folder: Path, tmp_path: Path, capsys) -> str:
         else:
             base += [flag, value]
     with one_thread():
-        code = main(base)
+        try:
+            code = main(base)
+        except SystemExit as exit_:  # a usage error, found by argparse
+            code = exit_.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, err
     assert len(err) == 1 and err[0].startswith("cpoison: error: "), err
@@ -193,7 +196,7 @@ def _bad(argv: list[str], folder: Path, tmp_path: Path, capsys) -> str:
     (["--budget", "0.9"], "budget 0.9 needs"),
     (["--budget", "lots"], "--budget: 'lots' is not a number"),
     (["--budget", "0"], r"not in \(0, 1\]"),
-    (["--goal", "sideways"], "--goal 'sideways'"),
+    (["--goal", "sideways"], "argument --goal: invalid choice: 'sideways'"),
     (["--goal", "add-label"], "goal.label is required"),
     (["--goal", "remove-label", "--label", "1"], "goal.label 1 is the targets' own class"),
     (["--goal", "add-label", "--label", "9"], r"goal.label 9 is not a class.*0\.\.3"),
