@@ -8,13 +8,19 @@ from cpoison.version import __version__
 
 __all__ = [
     "ConfigError", "CpoisonError", "DataError", "NotCalibratedError", "__version__", "audit",
+    "craft_poisons", "evaluate_sets",
 ]
 
 
 def __getattr__(name: str) -> object:
-    """``cpoison.audit`` (SPEC 12), imported on first use so ``import cpoison`` stays light."""
+    """``cpoison.audit`` (SPEC 12), ``cpoison.craft_poisons`` and ``cpoison.evaluate_sets``,
+    imported on first use so ``import cpoison`` stays light."""
     if name == "audit":
         from cpoison.api.audit import audit
 
         return audit
+    if name in ("craft_poisons", "evaluate_sets"):
+        from cpoison.api import functional
+
+        return getattr(functional, name)
     raise AttributeError(f"module 'cpoison' has no attribute {name!r}")

@@ -188,10 +188,23 @@ def _parser() -> argparse.ArgumentParser:
         "OUT/audit.md, which opens with a plain summary. Re-running resumes.")
     p.add_argument("--data", required=True,
                    help="an ImageFolder folder (one subfolder per class; train/ and test/ "
-                   "subfolders optional) or an .npz file (x, y[, x_test, y_test, classes])")
+                   "subfolders optional), an .npz file (x, y[, x_test, y_test, classes]; x "
+                   "[N, D] holds feature vectors) or a .csv file of feature vectors")
+    p.add_argument("--label-column", default=None,
+                   help="a CSV file's label column: its header name or index (default: the "
+                   "last column)")
     p.add_argument("--model", required=True,
                    help="package.module:function or path/to/file.py:function returning an "
-                   "nn.Module for (in_channels, num_classes, image_size); or a registry name")
+                   "nn.Module for (in_channels, num_classes, image_size), or for "
+                   "(num_features, num_classes) on feature vectors; or a registry name "
+                   "(mlp for feature vectors)")
+    p.add_argument("--train-fn", default=None,
+                   help="package.module:function or path/to/file.py:function training a "
+                   "model: train_fn(model, train_set, generator) -> model, for the surrogate "
+                   "and every victim (default: the preset's recipe)")
+    p.add_argument("--surrogate-train-fn", default=None,
+                   help="the attacker's training function, or 'cpoison' for the preset's "
+                   "recipe (default: --train-fn)")
     p.add_argument("--weights", default=None,
                    help="initial weights (.safetensors) every model starts training from")
     p.add_argument("--surrogate", default=None,
@@ -466,7 +479,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         label=args.label, scores=args.scores, victims=args.victims, repeats=args.repeats,
         target_class=args.target_class, targets=args.targets, baselines=args.baselines,
         selection=args.selection, iterations=args.iterations, preset=args.preset,
-        test_fraction=args.test_fraction, seed=args.seed, defenses=args.defenses)
+        test_fraction=args.test_fraction, seed=args.seed, defenses=args.defenses,
+        train_fn=args.train_fn, surrogate_train_fn=args.surrogate_train_fn,
+        label_column=args.label_column)
     if args.dry_run:  # the audit's config, from the path as the audit reads it
         from cpoison.api.audit import _data_path, audit_config
 

@@ -80,9 +80,35 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "flat").mkdir()
     with pytest.raises(DataError, match="no class subfolders"):
         load_image_folder(tmp_path / "flat")
-    (tmp_path / "data.csv").write_text("1,2")
+    (tmp_path / "data.txt").write_text("1,2")
     with pytest.raises(DataError, match="unsupported data file"):
-        load_user_data(tmp_path / "data.csv")
+        load_user_data(tmp_path / "data.txt")
+
+
+def test_csv_feature_vectors_and_their_errors(tmp_path: Path) -> None:
+    """A CSV of feature vectors: label column by name or last, names or 0..K-1 as labels,
+    standardised with the train split's statistics; bad cells named by row and column."""
+    rows = [f"{i % 7},{(i * 3) % 5},{['a', 'b'][i % 2]}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("x1,x2,kind\n" + "\n".join(rows) + "\n")
+    ds = load_user_data(tmp_path / "t.csv", label="kind", seed=1)
+    assert ds.kind == "features" and ds.input_shape == (2,) and ds.classes == ("a", "b")
+    assert ds.train_images.dtype == torch.float32 and ds.clip is None
+    assert float(ds.train_images.mean(0).abs().max()) < 1e-5
+    assert torch.allclose(ds.train_images.std(0), torch.ones(2), atol=1e-5)
+    assert ds.train_labels.numel() + ds.test_labels.numel() == 40
+    (tmp_path / "n.csv").write_text("\n".join(f"{i},{i % 3}" for i in range(30)))
+    assert load_user_data(tmp_path / "n.csv").classes == ("0", "1", "2")  # last column
+    (tmp_path / "bad.csv").write_text("x1,y\n1,0\nfoo,1\n2,0\n")
+    with pytest.raises(DataError, match=r"row 3, x1: 'foo' is not a number"):
+        load_user_data(tmp_path / "bad.csv")
+    with pytest.raises(DataError, match="no column named 'label'"):
+        load_user_data(tmp_path / "t.csv", label="label")
+    (tmp_path / "ragged.csv").write_text("1,2,0\n3,1\n")
+    with pytest.raises(DataError, match="row 2 has 2 columns"):
+        load_user_data(tmp_path / "ragged.csv")
+    (tmp_path / "nan.csv").write_text("x,y\n1,0\nnan,1\n2,0\n3,1\n")
+    with pytest.raises(DataError, match="NaN or infinite"):
+        load_user_data(tmp_path / "nan.csv")
 
 
 def test_npz_uint8_and_float_with_and_without_test_split(tmp_path: Path) -> None:
@@ -107,8 +133,8 @@ def test_npz_uint8_and_float_with_and_without_test_split(tmp_path: Path) -> None
     ({"x": np.zeros((4, 3, 3), np.float32) + 2, "y": np.array([0, 1, 0, 1])},
      r"float pixels of x must be in \[0, 1\], found \[2, 2\]"),
     ({"x": np.full((4, 3, 3), np.nan, np.float32), "y": np.array([0, 1, 0, 1])}, "NaN"),
-    ({"x": np.zeros((4, 3), np.uint8), "y": np.array([0, 1, 0, 1])},
-     r"\[N, H, W\] or \[N, H, W, C\], got 2 dimensions"),
+    ({"x": np.zeros((4, 3, 3, 1, 1), np.uint8), "y": np.array([0, 1, 0, 1])},
+         r"\[N, D\] \(feature vectors\), got 5 dimensions"),
     ({"x": np.zeros((4, 3, 3), np.uint8), "y": np.array([0, 1, -1, 1])}, "negative label -1"),
     ({"x": np.zeros((4, 3, 3), np.uint8), "y": np.array([0, 1, 5, 1]),
       "classes": np.array(["a", "b"])}, r"label 5, outside 0\.\.1"),

@@ -92,9 +92,9 @@ def _data_path(data: Any, out: Path, test_fraction: float | None, seed: int) -> 
         path = Path(data).expanduser()
         if not path.exists():
             raise ConfigError(f"--data {data}: no such file or folder")
-        if path.is_file() and path.suffix.lower() != ".npz":
+        if path.is_file() and path.suffix.lower() not in (".npz", ".csv"):
             raise ConfigError(f"--data {data}: give an ImageFolder folder (one subfolder per "
-                              "class) or an .npz file with arrays x and y")
+                              "class), an .npz file with arrays x and y, or a .csv file")
         return str(path.resolve())
     import numpy as np
 
@@ -115,23 +115,40 @@ def _data_path(data: Any, out: Path, test_fraction: float | None, seed: int) -> 
     return str(atomic_write(out / "data.npz", write).resolve())
 
 
-def _model_spec(model: str, weights: str | Path | None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"arch": str(model)}
+def model_name(model: Any, what: str = "--model") -> str:
+    """A model as a config names it: a string as it is (``package.module:function``, a file
+    or a registry name), an ``nn.Module`` object or a factory given from Python by a name
+    for this process (:func:`cpoison.models.user.register_object`)."""
+    if isinstance(model, str):
+        return model
+    from cpoison.models.user import register_object
+
+    return register_object(model, what)
+
+
+def _model_spec(model: Any, weights: str | Path | None,
+                train_fn: Any = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"arch": model_name(model)}
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise ConfigError(f"--weights {weights}: no such file")
         spec["weights"] = str(path.resolve())
+    if train_fn is not None:
+        spec["train_fn"] = model_name(train_fn, "train_fn")
     return spec
 
 
 def audit_config(
     data: str,
-    model: str,
+    model: Any = None,
     *,
     weights: str | Path | None = None,
-    surrogate: str | None = None,
+    surrogate: Any = None,
     surrogate_weights: str | Path | None = None,
+    train_fn: Any = None,
+    surrogate_train_fn: Any = None,
+    label_column: str | int | None = None,
     alpha: float = 0.1,
     budgets: float | str | Sequence[float | str] = DEFAULT_BUDGETS,
     eps: float | str = "16/255",
@@ -155,10 +172,14 @@ def audit_config(
     """The :class:`~cpoison.experiments.config.ExperimentConfig` of an audit (module
     docstring for the defaults); every value is validated with one message naming it.
 
-    ``data`` is a path (an ImageFolder folder or an ``.npz``); ``model`` a
-    ``package.module:function`` (or ``path/to/file.py:function``) or a registry name.
-    ``defenses``: values of the config's ``defense`` field (SPEC 7), run as a grid beside
-    each other."""
+    ``data`` is a path (an ImageFolder folder, an ``.npz`` or a ``.csv``; ``label_column``
+    names a CSV file's label column); ``model`` a ``package.module:function`` (or
+    ``path/to/file.py:function``), a registry name, an ``nn.Module`` object or a factory
+    function (default: ``mlp``). ``train_fn``: the user's training function
+    (``package.module:function`` or a function), for the victims and, unless
+    ``surrogate_train_fn`` says otherwise, the surrogate (``"cpoison"``: the preset's
+    recipe). ``defenses``: values of the config's ``defense`` field (SPEC 7), run as a grid
+    beside each other."""
     from cpoison.experiments.config import validate_config
 
     if goal not in GOAL_KINDS:
@@ -181,26 +202,35 @@ def audit_config(
     grid: dict[str, list[Any]] = {"budget": parse_budgets(budgets)}
     if defenses:
         grid["defense"] = list(defenses)
-    spec = _model_spec(model, weights)
+    victim_model = "mlp" if model is None else model
+    spec = _model_spec(victim_model, weights, train_fn)
+    surrogate_fn = (train_fn if surrogate_train_fn is None
+                    else None if surrogate_train_fn == "cpoison" else surrogate_train_fn)
+    surrogate_spec = (_model_spec(surrogate, surrogate_weights, surrogate_fn) if surrogate
+                      else _model_spec(victim_model, weights, surrogate_fn))
     raw: dict[str, Any] = {
         "name": name or f"audit of {spec['arch']} on {Path(data).name}",
         "dataset": data, "preset": preset, "seed": seed, "setting": setting,
         "victim": spec,
-        "surrogate": (_model_spec(surrogate, surrogate_weights) if surrogate
-                      else dict(spec)),
+        "surrogate": surrogate_spec,
         "alpha": alpha, "scores": list(scores), "goal": goal_raw,
         "targets": {"target_class": target_class, "n_targets": targets},
         "budget": grid["budget"][0], "eps": eps, "poison_selection": selection,
         "n_victims": victims, "n_repeats": repeats, "attacks": attacks, "grid": grid,
     }
+    data_settings: dict[str, Any] = {}
     if test_fraction is not None:
-        raw["data"] = {"test_fraction": test_fraction}
+        data_settings["test_fraction"] = test_fraction
+    if label_column is not None:
+        data_settings["label"] = str(label_column)
+    if data_settings:
+        raw["data"] = data_settings
     return validate_config(raw, "audit")
 
 
 def audit(
     data: Any,
-    model: str,
+    model: Any,
     out: str | Path,
     *,
     store: Any = None,
@@ -217,18 +247,27 @@ def audit(
     prediction sets (SPEC 12), into the folder ``out``; re-running resumes.
 
     Args:
-        data: an ImageFolder folder or an ``.npz`` file (a path), or, from Python, a torch
-            ``Dataset`` of (image, label) or an :class:`~cpoison.data.ImageDataset`
-            (written to ``OUT/data.npz``).
-        model: ``package.module:function`` or ``path/to/file.py:function`` returning an
-            ``nn.Module`` for ``(in_channels, num_classes, image_size)``, or a registry name.
+        data: an ImageFolder folder, an ``.npz`` file (images, or feature vectors
+            ``x [N, D]``) or a ``.csv`` file of feature vectors (a path), or, from Python,
+            a torch ``Dataset`` of (image, label) or an
+            :class:`~cpoison.data.ImageDataset` (written to ``OUT/data.npz``).
+        model: an ``nn.Module`` object (deep-copied for every model trained: all start
+            from its weights), a factory function called as ``(in_channels, num_classes,
+            image_size)`` for images (``image_size`` an int when square, else
+            ``(height, width)``) or ``(num_features, num_classes)`` for feature vectors,
+            ``package.module:function`` / ``path/to/file.py:function`` naming such a
+            factory, a registry name, or None (``mlp``). Objects and functions given from
+            Python run with the local executor only.
         out: the run folder (``audit.md``, ``report.md``, plots, ``results.sqlite``).
         store: artifact store (default ``$CPOISON_CACHE`` or ``~/.cache/cpoison``), or a
             list of stores (the first written, the others only read);
             ``use_cache=False`` keeps the artifacts in ``OUT/artifacts``.
         device, progress, any_device, threads, executor, executor_options: as for
             :func:`cpoison.api.runner.run_experiment`.
-        **settings: :func:`audit_config`'s keywords (``weights``, ``alpha``, ``budgets``,
+        **settings: :func:`audit_config`'s keywords (``train_fn``: your training function
+            ``train_fn(model, train_set, generator) -> model``, where ``train_set`` is a
+            torch ``Dataset`` of ``(x, y)`` with the poisons applied; ``surrogate_train_fn``;
+            ``label_column``; ``weights``, ``alpha``, ``budgets``,
             ``eps``, ``goal``, ``label``, ``scores``, ``victims``, ``target_class``,
             ``targets``, ``baselines``, ``selection``, ``iterations``, ``preset``,
             ``test_fraction``, ``seed``, ``surrogate``, ``defenses``, ...).
@@ -253,6 +292,16 @@ def audit(
         check_output_folder(out)
     path = _data_path(data, out, settings.get("test_fraction"), settings.get("seed", 0))
     config = audit_config(path, model, **settings)
+    from cpoison.models.user import is_python_object
+
+    local_only = [f"{field}.{part}" for field in ("victim", "surrogate")
+                  for part in ("arch", "train_fn")
+                  if is_python_object(getattr(getattr(config, field), part, None))]
+    if local_only and executor != "local":
+        raise ConfigError(f"executor {executor!r}: the model or training function given as a "
+                          f"Python object ({', '.join(local_only)}) lives in this process "
+                          "only, so the run needs executor='local'; for Ray, put it in a "
+                          "module every worker can import and pass 'package.module:function'")
     written, layers = split_stores(store)
     if not use_cache:
         written = str(out / "artifacts")
@@ -264,7 +313,8 @@ def audit(
     facts = {
         "data": path, "dataset": ds.name, "classes": list(ds.classes),
         "n_train_pool": int(ds.train_labels.numel()), "n_test": int(ds.test_labels.numel()),
-        "image_shape": list(ds.input_shape), "victim_train": int(ws.split.victim_train.numel()),
+        "image_shape": list(ds.input_shape), "kind": ds.kind,
+        "victim_train": int(ws.split.victim_train.numel()),
         "attacker_train": int(ws.split.attacker_train.numel()),
         "victim_cal": int(ws.split.victim_cal.numel()),
         "model": config.victim.arch if config.victim else ws.preset.model,

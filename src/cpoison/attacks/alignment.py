@@ -137,16 +137,27 @@ def make_member(model: nn.Module, direction_of: DirectionFn, bases: torch.Tensor
                   float(base_grad.norm().clamp_min(1e-12)))
 
 
+Clip = tuple[float, float] | None
+"""The range perturbed inputs stay in: (0, 1) for images, None for feature vectors."""
+
+
+def clipped(x: torch.Tensor, clip: Clip = (0.0, 1.0)) -> torch.Tensor:
+    """``x`` clamped to ``clip`` (unchanged when None)."""
+    return x if clip is None else x.clamp(*clip)
+
+
 def signed_step(opt: torch.optim.Optimizer, delta: torch.Tensor, bases: torch.Tensor,
-                eps: float) -> None:
+                eps: float, clip: Clip = (0.0, 1.0)) -> None:
     """One step of Adam on the sign of ``delta.grad`` (SPEC 5.1), then the projection onto
-    the eps-ball and onto images in [0, 1]: the update every crafting loop shares."""
+    the eps-ball and onto images in [0, 1] (``clip``): the update every crafting loop
+    shares."""
     assert delta.grad is not None, "call backward() before signed_step"
     delta.grad.sign_()
     opt.step()
     with torch.no_grad():
         delta.clamp_(-eps, eps)
-        delta.copy_((bases + delta).clamp(0, 1) - bases)
+        if clip is not None:
+            delta.copy_((bases + delta).clamp(*clip) - bases)
 
 
 def poison_gradient(
@@ -175,9 +186,10 @@ def alignment_loss(
     clean_grad: torch.Tensor | None = None,
     objective: str = "cosine",
     scale: float = 1.0,
+    clip: Clip = (0.0, 1.0),
 ) -> float:
     """The objective at ``delta`` without augmentation (for reporting and restarts)."""
-    g = poison_gradient(model, (bases + delta).clamp(0, 1), labels, create_graph=False)
+    g = poison_gradient(model, clipped(bases + delta, clip), labels, create_graph=False)
     if clean_grad is not None:
         g = g - clean_grad
     return float(objective_value(g, direction, objective, scale))
@@ -212,6 +224,7 @@ def align_to_ensemble(
     progress: bool = True,
     retrain: RetrainFn | None = None,
     select: SelectFn | None = None,
+    clip: Clip = (0.0, 1.0),
 ) -> AlignmentResult:
     """The crafting loop (module docstring): align the poisons' gradient with each
     surrogate's direction, mean loss over ``models``; refresh the surrogates through
@@ -227,7 +240,7 @@ def align_to_ensemble(
     for restart in range(config.restarts):
         gen = make_generator(derive_seed(seed, "restart", restart), bases.device)
         delta = (torch.rand(bases.shape, generator=gen, device=bases.device) * 2 - 1) * eps
-        delta = ((bases + delta).clamp(0, 1) - bases).requires_grad_(True)
+        delta = (clipped(bases + delta, clip) - bases).requires_grad_(True)
         opt = torch.optim.Adam([delta], lr=config.lr * eps)
         members = list(originals)
         refreshes = 0
@@ -245,13 +258,13 @@ def align_to_ensemble(
                            for k, m in enumerate(originals)]
             opt.zero_grad(set_to_none=True)
             loss = sum(_alignment_step(m.model, bases, labels, delta, m.direction,
-                                       m.clean_grad, config, gen, m.scale, len(members))
-                       for m in members)
-            signed_step(opt, delta, bases, eps)
+                                       m.clean_grad, config, gen, m.scale, len(members),
+                                       clip) for m in members)
+            signed_step(opt, delta, bases, eps, clip)
             if it % 10 == 0:
                 bar.set_postfix(loss=f"{loss:.4f}")
         retrains = refreshes
-        final = ensemble_loss(originals, bases, labels, delta.detach(), config.objective)
+        final = ensemble_loss(originals, bases, labels, delta.detach(), config.objective, clip)
         losses.append(final)
         candidates.append(delta.detach().clone())
         log.debug("restart %d: final alignment loss %.4f", restart, final)
@@ -265,10 +278,10 @@ def align_to_ensemble(
 
 
 def ensemble_loss(members: Sequence[Member], bases: torch.Tensor, labels: torch.Tensor,
-                  delta: torch.Tensor, objective: str) -> float:
+                  delta: torch.Tensor, objective: str, clip: Clip = (0.0, 1.0)) -> float:
     """The mean alignment objective over ``members`` at ``delta``, without augmentation."""
     return sum(alignment_loss(m.model, bases, labels, delta, m.direction, m.clean_grad,
-                              objective, m.scale) for m in members) / len(members)
+                              objective, m.scale, clip) for m in members) / len(members)
 
 
 def _alignment_step(
@@ -282,6 +295,7 @@ def _alignment_step(
     gen: torch.Generator,
     scale: float,
     n_members: int = 1,
+    clip: Clip = (0.0, 1.0),
 ) -> float:
     """Accumulate d(1 - cos(G, direction))/d delta / ``n_members`` into ``delta.grad``;
     returns that member's share of the ensemble's loss."""
@@ -289,7 +303,7 @@ def _alignment_step(
     batches = [slice(s, s + config.batch_size) for s in range(0, n, config.batch_size)]
 
     def inputs(sl: slice) -> torch.Tensor:
-        x = (bases[sl] + delta[sl]).clamp(0, 1)
+        x = clipped(bases[sl] + delta[sl], clip)
         if config.augment:
             x = augment(x, config.crop_padding, config.flip, gen)
         return x

@@ -51,6 +51,9 @@ class AttackContext:
     # retraining while crafting and validation selection (SPEC 5.4); None where the setting
     # cannot train attacker models
     surrogates: Any = None
+    # the range perturbed inputs are clipped to: (0, 1) for images, None (no clipping) for
+    # feature vectors (tabular data)
+    clip: tuple[float, float] | None = (0.0, 1.0)
 
     @property
     def num_classes(self) -> int:

@@ -36,5 +36,6 @@ class RandomNoise(Attack):
         else:
             delta = (torch.randn(shape, generator=gen) * (ctx.eps / 2)).clamp(-ctx.eps, ctx.eps)
         bases = ctx.bases.cpu()
-        delta = (bases + delta).clamp(0, 1) - bases
+        if ctx.clip is not None:
+            delta = (bases + delta).clamp(*ctx.clip) - bases
         return PoisonSet(ctx.base_ids, delta, ctx.inject, {"attack": self.name})

@@ -106,5 +106,5 @@ def craft_aligned(
     return align_to_ensemble(
         models, direction_of, ctx.bases, ctx.base_labels, ctx.eps, crafting,
         derive_seed(seed, "align"), subtract_clean=not ctx.inject, progress=ctx.progress,
-        retrain=retrain, select=select,
+        retrain=retrain, select=select, clip=ctx.clip,
     )

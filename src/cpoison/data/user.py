@@ -1,4 +1,5 @@
-"""A user's own data (SPEC 12): an ImageFolder, an ``.npz`` file or a torch ``Dataset``.
+"""A user's own data (SPEC 12): an ImageFolder, an ``.npz`` file, a CSV file of feature
+vectors or a torch ``Dataset``.
 
 Every loader returns an :class:`~cpoison.data.base.ImageDataset` (``uint8 [N, C, H, W]``)
 and checks what it reads, with one :class:`~cpoison.errors.DataError` naming each problem
@@ -41,6 +42,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "from_arrays",
     "from_torch_dataset",
+    "load_csv",
     "load_image_folder",
     "load_npz",
     "load_user_data",
@@ -129,6 +131,13 @@ def _assemble(
         images, labels = images[train_ids], labels[train_ids]
     names = tuple(str(c) for c in classes) if classes is not None else tuple(
         str(c) for c in range(k))
+    if images.dtype != torch.uint8:  # feature vectors: standardised with the train split's
+        mean = images.mean(0, dtype=torch.float64)  # mean and standard deviation
+        std = images.std(0).double() if images.shape[0] > 1 else torch.ones_like(mean)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        images, test_x = ((t.double() - mean) / std for t in (images, test[0]))
+        return ImageDataset(name, images.float().contiguous(), labels,
+                            test_x.float().contiguous(), test[1], names, kind="features")
     return ImageDataset(name, images.contiguous(), labels, test[0].contiguous(), test[1], names)
 
 
@@ -139,8 +148,9 @@ def _assemble(
 def _images_from_array(name: str, x: np.ndarray, key: str) -> torch.Tensor:
     """[N, H, W] or [N, H, W, C], uint8 / integer 0..255 / float in [0, 1] -> uint8 NCHW."""
     if x.ndim not in (3, 4):
-        raise DataError(f"{name}: {key} must have shape [N, H, W] or [N, H, W, C], got "
-                        f"{x.ndim} dimensions {tuple(x.shape)}")
+        raise DataError(f"{name}: {key} must have shape [N, H, W] or [N, H, W, C] (images) "
+                        f"or [N, D] (feature vectors), got {x.ndim} dimensions "
+                        f"{tuple(x.shape)}")
     if x.ndim == 3:
         x = x[..., None]
     if x.shape[0] == 0:
@@ -168,6 +178,21 @@ def _images_from_array(name: str, x: np.ndarray, key: str) -> torch.Tensor:
                             f"[{lo}, {hi}]")
         x = x.astype(np.uint8)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def _features_from_array(name: str, x: np.ndarray, key: str) -> torch.Tensor:
+    """Feature vectors [N, D] (numbers, no NaN or infinity) -> float64 tensor."""
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(f"{name}: {key} holds no feature vector (shape {tuple(x.shape)})")
+    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.integer)
+                                   or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"{name}: {key} has dtype {x.dtype}; feature vectors must be numbers")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        row, col = (int(v[0]) for v in np.nonzero(~np.isfinite(x)))
+        raise DataError(f"{name}: {key} holds NaN or infinite values (first at row {row}, "
+                        f"column {col}); impute or drop them first")
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 def _labels_from_array(name: str, y: np.ndarray, key: str, n: int) -> torch.Tensor:
@@ -204,19 +229,30 @@ def from_arrays(
     """Build a dataset from NumPy arrays (the ``.npz`` layout of SPEC 12; see
     :func:`load_npz`). ``classes`` (names) or ``num_classes`` fix K; else K = max label + 1.
 
+    A 2-D ``x`` ``[N, D]`` holds feature vectors (tabular data): any finite numbers,
+    standardised with the train split's per-feature mean and standard deviation (a constant
+    feature is only centred), so an attack's ``eps`` is in standard deviations.
+
     Raises:
         DataError: any check of the module docstring fails.
     """
-    images = _images_from_array(name, np.asarray(x), "x")
+    features = np.asarray(x).ndim == 2
+    read = _features_from_array if features else _images_from_array
+    images = read(name, np.asarray(x), "x")
     labels = _labels_from_array(name, np.asarray(y), "y", images.shape[0])
     test = None
     if (x_test is None) != (y_test is None):
         raise DataError(f"{name}: give both x_test and y_test, or neither")
     if x_test is not None and y_test is not None:
-        t_images = _images_from_array(name, np.asarray(x_test), "x_test")
+        x_test = np.asarray(x_test)
+        if features and x_test.ndim != 2:
+            raise DataError(f"{name}: x holds feature vectors [N, D] but x_test has shape "
+                            f"{tuple(x_test.shape)}")
+        t_images = read(name, x_test, "x_test")
         if t_images.shape[1:] != images.shape[1:]:
-            raise DataError(f"{name}: x images are {tuple(images.shape[1:])} (C, H, W) but "
-                            f"x_test images are {tuple(t_images.shape[1:])}")
+            what = "(D,)" if features else "(C, H, W)"
+            raise DataError(f"{name}: x items are {tuple(images.shape[1:])} {what} but "
+                            f"x_test items are {tuple(t_images.shape[1:])}")
         test = (t_images, _labels_from_array(name, np.asarray(y_test), "y_test",
                                              t_images.shape[0]))
     return _assemble(name, images, labels, test, classes, num_classes, test_fraction, seed)
@@ -232,7 +268,8 @@ def load_npz(
 ) -> ImageDataset:
     """Read an ``.npz`` with ``np.load(..., allow_pickle=False)`` (SPEC 10, 12).
 
-    Keys: ``x`` ([N, H, W] or [N, H, W, C]; uint8, or float in [0, 1]), ``y`` (int labels
+    Keys: ``x`` ([N, H, W] or [N, H, W, C]; uint8, or float in [0, 1]; or feature vectors
+    [N, D], see :func:`from_arrays`), ``y`` (int labels
     0..K-1), optionally ``x_test`` / ``y_test`` (else a seeded stratified split holds out
     ``test_fraction`` of each class) and ``classes`` (a string array of class names).
 
@@ -273,6 +310,95 @@ def load_npz(
     return from_arrays(arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"),
                        name=name, classes=classes, num_classes=num_classes,
                        test_fraction=test_fraction, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# CSV (feature vectors)
+
+
+def load_csv(
+    path: str | Path,
+    *,
+    label: str | int | None = None,
+    name: str | None = None,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = 0,
+) -> ImageDataset:
+    """Read tabular data from a CSV file: one row per example, numeric feature columns and
+    one label column (``label``: its header name or index; default the last column). With a
+    header row (detected when the first row is not all numbers) columns have names. Labels
+    that are exactly the integers 0..K-1 are used as they are; any other labels (names,
+    other numbers) are classes in sorted order. Features are standardised (:func:`from_arrays`).
+
+    Raises:
+        DataError: a missing or empty file, rows of different lengths, an unknown label
+            column, a non-numeric or missing feature value (naming its row and column).
+    """
+    import csv
+
+    path = Path(path)
+    name = name or path.stem
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    if not rows:
+        raise DataError(f"{path}: the file holds no rows")
+
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    header = None if all(numeric(c) for c in rows[0]) else [c.strip() for c in rows[0]]
+    body = rows[1:] if header is not None else rows
+    if not body:
+        raise DataError(f"{path}: a header row but no data rows")
+    width = len(rows[0])
+    if width < 2:
+        raise DataError(f"{path}: needs at least one feature column and a label column")
+    for i, row in enumerate(body):
+        if len(row) != width:
+            raise DataError(f"{path}: row {i + 1 + (header is not None)} has {len(row)} "
+                            f"columns, the first row {width}")
+    if label is None:
+        col = width - 1
+    elif header is not None and str(label) in header:
+        col = header.index(str(label))
+    elif isinstance(label, int) or str(label).lstrip("-").isdigit():
+        col = int(label) % width if -width <= int(label) < width else -1
+        if col < 0:
+            raise DataError(f"{path}: label column {label} is outside 0..{width - 1}")
+    else:
+        raise DataError(f"{path}: no column named {label!r}"
+                        + (f"; columns: {', '.join(header)}" if header else " (no header row)"))
+    features = np.empty((len(body), width - 1), dtype=np.float64)
+    feature_cols = [c for c in range(width) if c != col]
+    for i, row in enumerate(body):
+        for j, c in enumerate(feature_cols):
+            try:
+                features[i, j] = float(row[c])
+            except ValueError:
+                what = header[c] if header else f"column {c}"
+                raise DataError(f"{path}: row {i + 1 + (header is not None)}, {what}: "
+                                f"{row[c]!r} is not a number (encode categories as numbers "
+                                "first)") from None
+    raw = [row[col].strip() for row in body]
+    distinct = set(raw)
+    if all(v.isdigit() for v in distinct) and {int(v) for v in distinct} == set(
+            range(len(distinct))):
+        y, classes = np.asarray([int(v) for v in raw], dtype=np.int64), None
+    else:  # names (or other numbers): classes in sorted order, numbers by value
+        classes = sorted(distinct, key=lambda v: (0, float(v), v) if numeric(v) else (1, 0.0, v))
+        index = {c: k for k, c in enumerate(classes)}
+        y = np.asarray([index[v] for v in raw], dtype=np.int64)
+    return from_arrays(features, y, name=name, classes=classes, test_fraction=test_fraction,
+                       seed=seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,9 +616,11 @@ def load_user_data(
     test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
     name: str | None = None,
+    label: str | int | None = None,
 ) -> ImageDataset:
     """A user's data by what ``source`` is (SPEC 12): a folder -> :func:`load_image_folder`,
-    an ``.npz`` file -> :func:`load_npz`, a torch ``Dataset`` -> :func:`from_torch_dataset`.
+    an ``.npz`` file -> :func:`load_npz`, a ``.csv`` file -> :func:`load_csv` (its
+    ``label`` column), a torch ``Dataset`` -> :func:`from_torch_dataset`.
 
     Args:
         source: a path, or a map-style dataset object.
@@ -514,5 +642,7 @@ def load_user_data(
         return load_image_folder(path, name=name, test_fraction=test_fraction, seed=seed)
     if path.suffix.lower() == ".npz":
         return load_npz(path, name=name, test_fraction=test_fraction, seed=seed)
+    if path.suffix.lower() == ".csv":
+        return load_csv(path, label=label, name=name, test_fraction=test_fraction, seed=seed)
     raise DataError(f"{path}: unsupported data file; give an ImageFolder (a folder with one "
-                    "subfolder per class) or an .npz file with arrays x and y")
+                    "subfolder per class), an .npz file with arrays x and y, or a .csv file")

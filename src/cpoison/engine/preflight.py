@@ -2,8 +2,8 @@
 model trains, each failure one message naming the field and the point.
 
 Besides classes, labels and budgets: the goal's class indices (SPEC 4.1,
-:func:`cpoison.attacks.goals.check_goal`), square images, and a user's model functions and
-weights (SPEC 12: imported, built and run once on the dataset's shape)."""
+:func:`cpoison.attacks.goals.check_goal`), and a user's model functions, objects, weights
+and training functions (SPEC 12: imported, built and run once on the dataset's shape)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cpoison.errors import ConfigError
 from cpoison.experiments.config import is_user_arch
 from cpoison.experiments.repeats import poison_budget
 from cpoison.experiments.settings import setting_for
-from cpoison.experiments.workspace import Workspace
+from cpoison.experiments.workspace import Workspace, check_train_fn
 
 
 def check_point(ws: Workspace, point: GridPoint) -> None:
@@ -37,10 +37,9 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
         raise ConfigError(f"{err}{where}") from None
     if target_class is None:
         target_class = config.goal.target_class()
-    _, h, w = ds.input_shape
-    if h != w:
-        raise ConfigError(f"dataset {ds.name}: images are {w}x{h} (width x height); cpoison's "
-                          f"models take square images, resize them{where}")
+    if ds.kind == "features" and config.setting == "transfer":
+        raise ConfigError(f"dataset {ds.name} holds feature vectors; the transfer setting "
+                          f"needs images (train from scratch){where}")
     _check_models(ws, point, where)
     labels = ds.train_labels
     n_poisons, pool, owner = poison_budget(config, ws, where)
@@ -90,8 +89,10 @@ def _check_models(ws: Workspace, point: GridPoint, where: str) -> None:
     function and every spec with weights (SPEC 12); ConfigError names the field."""
     for field in ("victim", "surrogate"):
         spec = ws.spec(getattr(point.config, field))
-        if is_user_arch(spec.arch) or spec.weights:
-            try:
+        try:
+            if is_user_arch(spec.arch) or spec.weights or ws.dataset.kind == "features":
                 ws.build(0, spec)
-            except ConfigError as err:
-                raise ConfigError(f"{field}: {err}{where}") from None
+            if spec.train_fn:
+                check_train_fn(spec.train_fn)
+        except ConfigError as err:
+            raise ConfigError(f"{field}: {err}{where}") from None

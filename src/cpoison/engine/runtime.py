@@ -58,10 +58,11 @@ def dataset_for(config: ExperimentConfig, data_root: str | None) -> ImageDataset
 
         path = Path(config.dataset).expanduser()
         fraction = config.data.test_fraction if config.data else DEFAULT_TEST_FRACTION
-        user_key = ("user", str(path.resolve()), fraction, config.seed)
+        label = config.data.label if config.data else None
+        user_key = ("user", str(path.resolve()), fraction, config.seed, label)
         if user_key not in _DATASETS:
             _DATASETS[user_key] = load_user_data(path, test_fraction=fraction,
-                                                 seed=config.seed)
+                                                 seed=config.seed, label=label)
         return _DATASETS[user_key]
     seed = config.seed if config.dataset == "digits" else 0
     key = (config.dataset, str(Path(data_root).resolve()) if data_root else None, seed)

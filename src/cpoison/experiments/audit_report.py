@@ -128,8 +128,12 @@ def plain_summary(summary: dict[str, Any], config: dict[str, Any],
     lines = [
         "## Summary",
         "",
-        f"An attacker who may perturb a small share of your training images (each pixel by "
-        f"at most eps = {float(config['eps']):.4f}, i.e. {float(config['eps']) * 255:.0f}/255) "
+        (f"An attacker who may perturb a small share of your training examples (each "
+         f"standardised feature by at most eps = {float(config['eps']):.4f} standard "
+         f"deviations) " if facts.get("kind") == "features" else
+         f"An attacker who may perturb a small share of your training images (each pixel by "
+         f"at most eps = {float(config['eps']):.4f}, i.e. "
+         f"{float(config['eps']) * 255:.0f}/255) ") +
         f"tried to {goal_words}. The attacker does not know your training data "
         f"({config['setting']}): it trains its own copy of your model "
         f"(`{facts.get('surrogate')}`) on {facts.get('attacker_train', '?')} images of its "
@@ -287,13 +291,15 @@ def write_audit_report(out: Path, summary: dict[str, Any], config: dict[str, Any
         plots.append(f"![{metric} against {key}]({name})")
     extra = goal_table(rows, kind, grid_keys)
     shape = facts.get("image_shape") or ["?", "?", "?"]
+    described = (f"examples of {shape[0]} standardised features" if len(shape) == 1
+                 else f"images of shape\n{shape[1]}x{shape[2]} with {shape[0]} channel(s)")
     body = f"""# Poisoning audit: `{facts.get('model')}` on `{facts.get('dataset')}`
 
 {text}
 ## Data and setting
 
-{facts.get('n_train_pool')} training-pool and {facts.get('n_test')} test images of shape
-{shape[1]}x{shape[2]} with {shape[0]} channel(s), {len(facts.get('classes') or [])} classes;
+{facts.get('n_train_pool')} training-pool and {facts.get('n_test')} test {described},
+{len(facts.get('classes') or [])} classes;
 victim training set {facts.get('victim_train')} images (a budget is a share of it), victim
 calibration set {facts.get('victim_cal')}, attacker training set
 {facts.get('attacker_train')}. Preset `{config['preset']}`; goal **{kind}**; alpha

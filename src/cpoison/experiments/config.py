@@ -95,13 +95,19 @@ class ModelSpec(BaseModel):
     ``weights`` (optional, ``.safetensors`` only): the weights every model of this spec
     starts training from (fine-tuning a pretrained model), instead of a seeded random
     initialisation. Their content digest enters the model's key. A spec without weights
-    dumps exactly as before (no ``weights`` key), so existing keys are unchanged."""
+    dumps exactly as before (no ``weights`` key), so existing keys are unchanged.
+
+    ``train_fn`` (optional, ``package.module:function``): the user's own training loop,
+    called as ``train_fn(model, train_set, generator)`` instead of the preset's recipe for
+    every model of this spec (:meth:`cpoison.experiments.workspace.Workspace.train`); the
+    digest of its source enters the models' keys. Unset, it is left out of the dump."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     arch: str
     kwargs: dict[str, Any] | None = None
     weights: str | None = None
+    train_fn: str | None = None
 
     @field_validator("arch")
     @classmethod
@@ -117,6 +123,15 @@ class ModelSpec(BaseModel):
         except CpoisonError as err:
             raise ValueError(f"{err}; or name your own model function as "
                              "'package.module:function'") from None
+        return value
+
+    @field_validator("train_fn")
+    @classmethod
+    def _train_fn(cls, value: str | None) -> str | None:
+        if value is not None and (value.count(":") != 1 or not all(
+                part.strip() for part in value.split(":"))):
+            raise ValueError(f"train_fn {value!r} must be 'package.module:function' (or "
+                             "'path/to/file.py:function')")
         return value
 
     @field_validator("weights")
@@ -144,8 +159,10 @@ class ModelSpec(BaseModel):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
-        if isinstance(data, dict) and data.get("weights") is None:
-            data.pop("weights", None)  # unchanged dumps (and keys) for specs without weights
+        if isinstance(data, dict):
+            for optional in ("weights", "train_fn"):  # unchanged dumps (and keys) without
+                if data.get(optional) is None:
+                    data.pop(optional, None)
         return data  # type: ignore[no-any-return]
 
     def resolve(self, preset_arch: str, preset_kwargs: dict[str, Any]) -> ModelSpec:
@@ -154,7 +171,7 @@ class ModelSpec(BaseModel):
             return self
         same = self.arch.replace("-", "").lower() == preset_arch.replace("-", "").lower()
         return ModelSpec(arch=self.arch, kwargs=dict(preset_kwargs) if same else {},
-                         weights=self.weights)
+                         weights=self.weights, train_fn=self.train_fn)
 
 
 def _model_spec(value: Any) -> Any:
@@ -166,12 +183,13 @@ def _attack_score(value: Any) -> str | None:
 
 
 def is_user_dataset(value: str) -> bool:
-    """True when ``dataset`` is a path to a user's data (SPEC 12: an ImageFolder folder or
-    an ``.npz`` file) rather than a registry name: it ends in ``.npz``, holds a path
+    """True when ``dataset`` is a path to a user's data (SPEC 12: an ImageFolder folder, an
+    ``.npz`` or a ``.csv`` file) rather than a registry name: it ends in ``.npz`` or
+    ``.csv``, holds a path
     separator or starts with ``.`` or ``~``; else a registry name wins, and any other name
     of an existing file or folder is a path."""
     text = str(value).strip()
-    if text.lower().endswith(".npz") or "/" in text or os.sep in text or text.startswith(
+    if text.lower().endswith((".npz", ".csv")) or "/" in text or os.sep in text or text.startswith(
             (".", "~")):
         return True
     try:
@@ -185,11 +203,22 @@ class UserDataConfig(BaseModel):
     """How a user's data (``dataset: PATH``, SPEC 12) is read: ``test_fraction`` of each
     class is held out as the test set (targets and evaluation set, SPEC 2) when the data has
     no test split of its own (an ImageFolder with ``train/`` and ``test/``, an ``.npz`` with
-    ``x_test`` / ``y_test``). The split is seeded with the config's ``seed``."""
+    ``x_test`` / ``y_test``). The split is seeded with the config's ``seed``. ``label``
+    names a CSV file's label column."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    label: str | None = Field(
+        None, description="a CSV file's label column: its header name or index (default: "
+        "the last column)")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("label") is None:
+            data.pop("label", None)  # unchanged dumps (and keys) without it
+        return data  # type: ignore[no-any-return]
 
 
 class HeadConfig(BaseModel):
@@ -276,7 +305,7 @@ class ExperimentConfig(BaseModel):
 
     name: str = "experiment"
     dataset: str = Field("fashion-mnist", description="a registry name, or the path of a "
-                         "user's ImageFolder folder or .npz file (SPEC 12)")
+                         "user's ImageFolder folder, .npz or .csv file (SPEC 12)")
     data: UserDataConfig | None = Field(
         None, description="how a user's data is split (only with dataset: PATH)")
     preset: str = Field("cpu", description="cpu, cpu-full, paper, ...; default 'audit' for "
@@ -350,8 +379,8 @@ class ExperimentConfig(BaseModel):
         is set without marking the field as given, so a grid over ``goal.kind`` resolves it
         per point."""
         if self.data is not None and not is_user_dataset(self.dataset):
-            raise ValueError(f"data.test_fraction applies to a dataset given as a path, not "
-                             f"to {self.dataset!r}")
+            raise ValueError(f"data (test_fraction, label) applies to a dataset given as a "
+                             f"path, not to {self.dataset!r}")
         if "poison_class" not in self.model_fields_set:
             object.__setattr__(self, "poison_class", goal_kind(self.goal).poison_class)
         return self

@@ -23,6 +23,7 @@ from cpoison.attacks import AttackContext, PoisonSet, attack_label, build_attack
 from cpoison.attacks.base_selection import largest_gradient_norm
 from cpoison.attacks.goals import goal_eligibility, goal_kind, labels_to_add
 from cpoison.conformal import SplitConformal, set_sizes
+from cpoison.data.base import to_inputs
 from cpoison.data.splits import evaluation_indices, select_targets
 from cpoison.defenses import DefenseOutcome, build_defense
 from cpoison.errors import ConfigError
@@ -247,7 +248,7 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
     dev = ws.device
 
     def images(idx: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        return source[idx].to(dev).float().div(255)
+        return to_inputs(source[idx]).to(dev)  # [0, 1] pixels, or features
 
     ctx = AttackContext(
         surrogate=surrogate,
@@ -264,6 +265,7 @@ def setup_repeat(ws: Workspace, config: ExperimentConfig, repeat: int,
         goal=config.goal, alpha=config.alpha, eps=config.eps, seed=seed, device=dev,
         progress=ws.progress, surrogate_epochs=ws.preset.recipe.epochs,
         surrogates=RepeatSurrogates(ws, surrogate, seed, config.surrogate),
+        clip=ds.clip,
     )
     ctx = setting_for(config).adjust_context(ws, config, ctx, surrogate)
     return RepeatSetup(repeat, seed, target_class, views, ctx)

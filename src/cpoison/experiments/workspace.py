@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from cpoison.data import ImageDataset
 from cpoison.data.splits import RoleSplit, make_split
+from cpoison.errors import ConfigError
 from cpoison.experiments.config import ModelSpec, is_user_arch
 from cpoison.experiments.presets import Preset
 from cpoison.seeding import derive_seed
@@ -111,16 +112,30 @@ class Workspace:
     def build(self, seed: int, spec: ModelSpec | None = None) -> nn.Module:
         """A freshly initialised model of ``spec`` (default: the preset's). A user's model
         function (SPEC 12) is called under ``derive_seed(seed, "init")`` as registry models
-        are built; ``spec.weights`` are loaded over the initial weights."""
-        c, h, _ = self.dataset.input_shape
+        are built (an ``nn.Module`` given from Python is copied: every model starts from its
+        weights); ``spec.weights`` are loaded over the initial weights. On feature vectors
+        the registry's ``mlp`` is :func:`cpoison.models.mlp.feature_mlp`; images that are
+        not square give model functions ``image_size = (height, width)``."""
+        shape, k = self.dataset.input_shape, self.dataset.num_classes
         spec = self.spec(spec)
         if is_user_arch(spec.arch):
-            from cpoison.models.user import load_user_model
+            from cpoison.models.user import build_user_model
 
-            return load_user_model(spec.arch, c, self.dataset.num_classes, h,
-                                   weights=spec.weights, seed=derive_seed(seed, "init"))
-        model = build_seeded_model(spec.arch, c, self.dataset.num_classes, h, seed,
-                                   **(spec.kwargs or {}))
+            return build_user_model(spec.arch, shape, k, weights=spec.weights,
+                                    seed=derive_seed(seed, "init"))
+        if len(shape) == 1:
+            if spec.arch.replace("-", "").lower() != "mlp":
+                raise ConfigError(f"model {spec.arch!r} takes images; for feature vectors "
+                                  "use mlp or a model of your own")
+            from cpoison.models.mlp import feature_mlp
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(seed, "init"))
+                model: nn.Module = feature_mlp(shape[0], k, **(spec.kwargs or {}))
+        else:
+            c, h, w = shape
+            model = build_seeded_model(spec.arch, c, k, h if h == w else (h, w), seed,
+                                       **(spec.kwargs or {}))
         if spec.weights:
             from cpoison.models.user import load_weights
 
@@ -144,7 +159,8 @@ class Workspace:
             arch=spec.arch, arch_kwargs=spec.kwargs or {}, seed=seed,
             device_type=device_type or self.device.type, trainer_version=TRAINER_VERSION,
             defense=defense,
-            user=keys.user_model_identity(spec.arch, spec.weights, is_user_arch(spec.arch)),
+            user=keys.user_model_identity(spec.arch, spec.weights, is_user_arch(spec.arch),
+                                          spec.train_fn),
         )
 
     def train(
@@ -176,7 +192,15 @@ class Workspace:
             meta["defense"] = (defense.model_dump(mode="json") if hasattr(defense, "model_dump")
                                else defense)
 
+        train_fn = self.spec(spec).train_fn
+        if train_fn and hooks is not None:
+            raise ConfigError("a defense that changes how models train (its training hooks) "
+                              "cannot run with your own train_fn; audit that defense with "
+                              "cpoison's training, or without train_fn")
+
         def fit(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+            if train_fn:
+                return user_train(train_fn, model.to(self.device), data, seed), {}
             extra = {} if hooks is None else {"hooks": hooks}  # plain training: the same call
             return train_model(model.to(self.device), data, recipe, seed, self.device,
                                self.progress, desc, **extra), {}
@@ -230,6 +254,44 @@ class Workspace:
     def features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Penultimate features [N, F] (on CPU) of ``model`` on ``images``."""
         return predict_features(model, images, self.device, self.preset.eval_batch_size)
+
+
+def check_train_fn(spec: str) -> Any:
+    """The user's training function named by ``spec`` (``package.module:function`` or an
+    object given from Python); ConfigError when it cannot be imported or is not callable."""
+    from cpoison.models.user import resolve_function
+
+    func = resolve_function(spec)
+    if not callable(func) or isinstance(func, nn.Module):
+        raise ConfigError(f"train_fn {spec!r} is not a function")
+    return func
+
+
+def user_train(spec: str, model: nn.Module, data: TrainSet, seed: int) -> nn.Module:
+    """Train ``model`` with the user's function: ``train_fn(model, data, generator)``, where
+    ``data`` is the :class:`~cpoison.training.TrainSet` (a torch ``Dataset`` of ``(x, y)``
+    with the poisons applied) and ``generator`` a ``torch.Generator`` seeded from ``seed``
+    (for the data order and augmentation, so the benign and poisoned victims of one seed
+    draw alike). The function returns the trained model (or None: trained in place)."""
+    from cpoison.seeding import make_generator
+
+    func = check_train_fn(spec)
+    generator = make_generator(derive_seed(seed, "order"))
+    model.train()
+    try:
+        out = func(model, data, generator)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"train_fn {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    out = model if out is None else out
+    if not isinstance(out, nn.Module):
+        raise ConfigError(f"train_fn {spec!r} returned a {type(out).__name__}, not the "
+                          "trained nn.Module")
+    if out is not model:  # a new module: keep the checked wrapper (features, head)
+        model.load_state_dict(out.state_dict() if not hasattr(model, "net") or hasattr(
+            out, "net") else {f"net.{k}": v for k, v in out.state_dict().items()})
+    return model.eval()
 
 
 def hooks_meta(hooks: TrainingHooks) -> dict[str, Any]:

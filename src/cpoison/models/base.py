@@ -70,7 +70,8 @@ class ImageClassifier(nn.Module):
     Args:
         in_channels: number of input channels ``C``.
         num_classes: number of output classes.
-        image_size: input height/width the model is built for (square images).
+        image_size: input height/width the model is built for: an int for square images,
+            or ``(height, width)``.
         normalize: optional ``(mean, std)`` per channel (or one value for all channels);
             when given, ``(x - mean) / std`` is applied to the ``[0, 1]`` input before the
             first layer. ``None`` (default) leaves the input as is. Stored as buffers, so
@@ -85,13 +86,26 @@ class ImageClassifier(nn.Module):
         self,
         in_channels: int,
         num_classes: int,
-        image_size: int,
+        image_size: int | tuple[int, int],
         normalize: Normalize | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.num_classes = check_positive_int("num_classes", num_classes)
-        self.image_size = check_positive_int("image_size", image_size)
+        if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+            h, w = (check_positive_int("image_size", v) for v in image_size)
+            self.image_size: int | tuple[int, int] = h if h == w else (h, w)
+        else:
+            self.image_size = check_positive_int("image_size", image_size)
+        self._init_normalize(normalize)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """``(height, width)`` the model is built for."""
+        size = self.image_size
+        return (size, size) if isinstance(size, int) else size
+
+    def _init_normalize(self, normalize: Normalize | None) -> None:
         if normalize is None:
             self.mean = None
             self.std = None

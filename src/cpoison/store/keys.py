@@ -124,24 +124,32 @@ def file_digest(path: str | Path) -> str:
     return _FILE_DIGESTS[cache]
 
 
-def user_model_identity(arch: str, weights: str | None, user_arch: bool) -> dict[str, Any] | None:
+def user_model_identity(arch: str, weights: str | None, user_arch: bool,
+                        train_fn: str | None = None) -> dict[str, Any] | None:
     """What determines a user's model besides its name (SPEC 11, 12): the digest of the
-    source file that defines its function (so editing the function makes new keys) and of
-    its initial weights file. None for a registry model without weights."""
+    source file that defines its function (so editing the function makes new keys), of an
+    object given from Python (its source and initial weights), of its initial weights file
+    and of the user's training function (its source). None for a registry model without
+    weights or training function, so their keys are unchanged."""
+    from cpoison.models.user import identity_of, is_python_object, resolve_function
+
     out: dict[str, Any] = {}
     if user_arch:
         import inspect
 
-        from cpoison.models.user import resolve_function
-
-        func = resolve_function(arch)
-        try:
-            source = inspect.getsourcefile(func)  # type: ignore[arg-type]
-        except TypeError:
-            source = None
-        out["code"] = file_digest(source) if source and Path(source).is_file() else None
+        if is_python_object(arch):
+            out["code"] = identity_of(arch)
+        else:
+            func = resolve_function(arch)
+            try:
+                source = inspect.getsourcefile(func)  # type: ignore[arg-type]
+            except TypeError:
+                source = None
+            out["code"] = file_digest(source) if source and Path(source).is_file() else None
     if weights:
         out["weights"] = file_digest(weights)
+    if train_fn:
+        out["train_fn"] = identity_of(train_fn)
     return out or None
 
 

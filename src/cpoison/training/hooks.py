@@ -57,8 +57,11 @@ class TrainingHooks:
         self.memory_format = memory_format
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The recipe's standard augmentation (SPEC 6), exactly as the trainer applies it."""
+        """The recipe's standard augmentation (SPEC 6), exactly as the trainer applies it;
+        feature vectors ``[B, D]`` are never augmented."""
         assert self.recipe is not None, "begin() was not called"
+        if x.dim() != 4:
+            return x
         out = augment(x, self.recipe.crop_padding, self.recipe.flip, generator)
         return out.contiguous(memory_format=self.memory_format)
 

@@ -52,7 +52,8 @@ def train_model(
     ``hooks.after_epoch(epoch, model, data)`` the training set of the next (EPIC). ``None``
     (default) is ``TrainingHooks()``: plain training (augmentation + cross-entropy)."""
     device = torch.device(device)
-    fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    images = data.images.dim() == 4  # feature vectors [N, D] have no memory format
+    fmt = torch.channels_last if recipe.channels_last and images else torch.contiguous_format
     model.to(device=device, memory_format=fmt).train()
     opt = torch.optim.SGD(
         model.parameters(),

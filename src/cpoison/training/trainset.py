@@ -2,6 +2,11 @@
 
 Poisons are held as (pool ids, delta) and added when a batch is loaded (SPEC 10, as in
 Witches' Brew); the clean pool is never modified in place.
+
+A :class:`TrainSet` is also a map-style torch ``Dataset`` (``len(ts)``, ``ts[i]`` = one
+``(x, y)`` pair with the poisons applied), which is what a user's own training function
+receives (``train_fn(model, train_set, generator)``): it can go straight into a
+``torch.utils.data.DataLoader``; ``ts.load(positions)`` loads a whole batch at once.
 """
 
 from __future__ import annotations
@@ -9,14 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils.data import Dataset
 
 from cpoison.errors import CpoisonError
 
 
 @dataclass
-class TrainSet:
-    """``images`` uint8 [N, C, H, W] and ``labels`` [N] are the pool; ``indices`` select the
-    training examples; ``poison_ids`` (pool indices) get ``poison_delta`` added on load."""
+class TrainSet(Dataset):  # type: ignore[type-arg]
+    """``images`` uint8 [N, C, H, W] (or float32 feature vectors [N, D]) and ``labels`` [N]
+    are the pool; ``indices`` select the training examples; ``poison_ids`` (pool indices)
+    get ``poison_delta`` added on load (images are then clipped to [0, 1]; feature vectors
+    are not clipped)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -44,6 +52,14 @@ class TrainSet:
 
     def __len__(self) -> int:
         return int(self.indices.numel())
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Example ``position``: ``(x, y)``, x float32 (an image [C, H, W] in [0, 1] or a
+        feature vector [D]) with its poison applied, y an int64 scalar."""
+        if not -len(self) <= int(position) < len(self):
+            raise IndexError(f"position {position} outside a training set of {len(self)}")
+        x, y = self.load(torch.tensor([int(position) % len(self)]))
+        return x[0], y[0]
 
     def with_poisons(self, ids: torch.Tensor, delta: torch.Tensor, inject: bool) -> TrainSet:
         """A new view with poisons; ``inject`` adds their ids to the indices (black-box),
@@ -76,14 +92,19 @@ class TrainSet:
     def load(
         self, positions: torch.Tensor, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float images in [0, 1] (poisons applied) and labels for ``positions`` into indices."""
+        """Float images in [0, 1] (poisons applied) and labels for ``positions`` into indices
+        (float32 feature vectors as stored, poisons added without clipping)."""
         pool_idx = self.indices[positions]
-        x = self.images[pool_idx].to(device=device, dtype=torch.float32).div_(255.0)
+        images = self.images.dtype == torch.uint8
+        x = self.images[pool_idx].to(device=device, dtype=torch.float32)
+        if images:
+            x = x.div_(255.0)
         y = self.labels[pool_idx].to(device)
         if self._slot is not None:
             slot = self._slot[pool_idx]
             mask = slot >= 0
             if bool(mask.any()):
                 delta = self.poison_delta[slot[mask]].to(device=device, dtype=x.dtype)
-                x[mask.to(device)] = (x[mask.to(device)] + delta).clamp_(0.0, 1.0)
+                poisoned = x[mask.to(device)] + delta
+                x[mask.to(device)] = poisoned.clamp_(0.0, 1.0) if images else poisoned
         return x, y
