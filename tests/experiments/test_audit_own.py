@@ -211,3 +211,24 @@ def test_each_user_path_has_an_example_the_docs_tests_run() -> None:
     assert "MapiePredictor" in blocks("predictors.md") or "predictor" in blocks("predictors.md")
     api = blocks("python-api.md")
     assert "cpoison.craft_poisons(" in api and "cpoison.evaluate_sets(" in api
+
+
+def test_a_training_hook_defense_with_your_train_fn_is_one_message(tmp_path: Path) -> None:
+    x, y = _stripes(300)
+    np.savez(tmp_path / "s.npz", x=x, y=y)
+    with pytest.raises(ConfigError, match="cannot run with your own train_fn"):
+        cpoison.audit(tmp_path / "s.npz", TinyNet(), tmp_path / "out",
+                      store=tmp_path / "store", train_fn=my_training, defenses=["maxup"],
+                      **FAST)
+    assert not (tmp_path / "store" / "models").exists()
+
+
+def test_features_given_from_python_as_a_dataset(tmp_path: Path) -> None:
+    from cpoison.api.audit import _data_path
+    from cpoison.data.user import from_arrays
+
+    rng = np.random.default_rng(0)
+    ds = from_arrays(rng.normal(size=(60, 4)), np.arange(60) % 2)
+    path = _data_path(ds, tmp_path, None, 0)
+    with np.load(path) as npz:
+        assert npz["x"].shape == (48, 4) and npz["x_test"].shape == (12, 4)

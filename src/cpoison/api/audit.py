@@ -103,9 +103,12 @@ def _data_path(data: Any, out: Path, test_fraction: float | None, seed: int) -> 
 
     ds = data if isinstance(data, ImageDataset) else from_torch_dataset(
         data, test_fraction=test_fraction or DEFAULT_TEST_FRACTION, seed=seed)
-    arrays = {"x": ds.train_images.permute(0, 2, 3, 1).numpy(),
+    def layout(x: Any) -> Any:  # images as NHWC; feature vectors [N, D] as they are
+        return x.numpy() if x.dim() == 2 else x.permute(0, 2, 3, 1).numpy()
+
+    arrays = {"x": layout(ds.train_images),
               "y": ds.train_labels.numpy(),
-              "x_test": ds.test_images.permute(0, 2, 3, 1).numpy(),
+              "x_test": layout(ds.test_images),
               "y_test": ds.test_labels.numpy(), "classes": np.array(ds.classes, dtype=str)}
 
     def write(p: Path) -> None:

@@ -94,5 +94,10 @@ def _check_models(ws: Workspace, point: GridPoint, where: str) -> None:
                 ws.build(0, spec)
             if spec.train_fn:
                 check_train_fn(spec.train_fn)
+                if (field == "victim"
+                        and build_defense(point.config.defense).training_hooks() is not None):
+                    raise ConfigError("a defense that changes how models train (its training "
+                                      "hooks) cannot run with your own train_fn; audit that "
+                                      "defense with cpoison's training, or without train_fn")
         except ConfigError as err:
             raise ConfigError(f"{field}: {err}{where}") from None
