@@ -232,3 +232,30 @@ def test_features_given_from_python_as_a_dataset(tmp_path: Path) -> None:
     path = _data_path(ds, tmp_path, None, 0)
     with np.load(path) as npz:
         assert npz["x"].shape == (48, 4) and npz["x_test"].shape == (12, 4)
+
+
+def test_what_feature_vectors_cannot_do_is_refused_before_training(tmp_path: Path) -> None:
+    from cpoison.api.runner import run_experiment
+    from cpoison.experiments.config import validate_config
+
+    path = tmp_path / "t.csv"
+    _tabular_csv(path, n=300)
+    base = {"dataset": str(path), "preset": "audit-quick", "budget": 0.05, "eps": 0.5,
+            "n_victims": 1, "targets": {"target_class": 1, "n_targets": 5},
+            "data": {"label": "species"}}
+    for attacks, message in [([{"name": "metapoison"}], "metapoison crafts image poisons"),
+                             ([{"name": "ours", "crafting": {"augment": True}}],
+                              "feature vectors are not augmented")]:
+        config = validate_config({**base, "attacks": attacks}, "test")
+        with pytest.raises(ConfigError, match=message):
+            run_experiment(config, tmp_path / "out", store=tmp_path / "store", progress=False)
+    assert not (tmp_path / "store" / "models").exists()
+
+
+@pytest.mark.parametrize("arch", ["mlp", "convnet"])
+def test_registry_models_on_non_square_images(arch: str) -> None:
+    from cpoison.models import build_model
+
+    model = build_model(arch, 1, 3, (6, 10), seed=0)
+    assert model(torch.rand(2, 1, 6, 10)).shape == (2, 3)
+    assert model.features(torch.rand(2, 1, 6, 10)).shape[0] == 2

@@ -11,7 +11,7 @@ from cpoison.attacks.goals import check_goal, goal_kind
 from cpoison.defenses import build_defense
 from cpoison.engine.grid import GridPoint
 from cpoison.errors import ConfigError
-from cpoison.experiments.config import is_user_arch
+from cpoison.experiments.config import ExperimentConfig, is_user_arch
 from cpoison.experiments.repeats import poison_budget
 from cpoison.experiments.settings import setting_for
 from cpoison.experiments.workspace import Workspace, check_train_fn
@@ -37,9 +37,8 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
         raise ConfigError(f"{err}{where}") from None
     if target_class is None:
         target_class = config.goal.target_class()
-    if ds.kind == "features" and config.setting == "transfer":
-        raise ConfigError(f"dataset {ds.name} holds feature vectors; the transfer setting "
-                          f"needs images (train from scratch){where}")
+    if ds.kind == "features":
+        _check_features(config, ds.name, where)
     _check_models(ws, point, where)
     labels = ds.train_labels
     n_poisons, pool, owner = poison_budget(config, ws, where)
@@ -82,6 +81,22 @@ def check_defense(ws: Workspace, point: GridPoint, where: str = "") -> None:
             int(split.victim_train.numel()), int(split.victim_cal.numel()))
     except ConfigError as err:
         raise ConfigError(f"{err}{where}") from None
+
+
+def _check_features(config: ExperimentConfig, name: str, where: str) -> None:
+    """What feature vectors cannot do: the transfer setting (a pretrained image extractor),
+    MetaPoison (it stores its poisons as pixels) and augmentation while crafting."""
+    if config.setting == "transfer":
+        raise ConfigError(f"dataset {name} holds feature vectors; the transfer setting "
+                          f"needs images (train from scratch){where}")
+    for i, attack in enumerate(config.attacks):
+        if attack.name == "metapoison":
+            raise ConfigError(f"attacks.{i}: metapoison crafts image poisons; dataset {name} "
+                              f"holds feature vectors (use ours, randun or randga){where}")
+        crafting = getattr(attack, "crafting", None)
+        if crafting is not None and getattr(crafting, "augment", False):
+            raise ConfigError(f"attacks.{i}.crafting.augment: feature vectors are not "
+                              f"augmented (dataset {name}); set it to false{where}")
 
 
 def _check_models(ws: Workspace, point: GridPoint, where: str) -> None:
