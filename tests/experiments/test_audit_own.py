@@ -259,3 +259,13 @@ def test_registry_models_on_non_square_images(arch: str) -> None:
     model = build_model(arch, 1, 3, (6, 10), seed=0)
     assert model(torch.rand(2, 1, 6, 10)).shape == (2, 3)
     assert model.features(torch.rand(2, 1, 6, 10)).shape[0] == 2
+
+
+def test_functional_poisons_on_feature_vectors_are_not_clipped() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(120, 4) * 3
+    y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    poisons = cpoison.craft_poisons(model, x[:10], y[:10], x[100:105], y[100:105], x[20:80],
+                                    y[20:80], eps=0.5, attack="randun")
+    assert poisons.delta.shape == (10, 4) and 0.4 < poisons.linf <= 0.5 + 1e-6

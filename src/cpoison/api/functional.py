@@ -10,7 +10,7 @@ is no victim pairing or repeat; grids of budgets, victims and repeats are the en
 >>> evaluate_sets(victim, cal_x, cal_y, test_x, test_y, score="aps")["mean_size"]
 
 Inputs are images ``[N, C, H, W]`` (float in [0, 1], or uint8 0..255) or feature vectors
-``[N, D]`` (any float; pass ``clip=None``: no clipping), as tensors, NumPy arrays or lists.
+``[N, D]`` (any float, never clipped), as tensors, NumPy arrays or lists.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def craft_poisons(
     iterations: int | None = None,
     train_x: Any = None,
     train_y: Any = None,
-    clip: Clip = (0.0, 1.0),
+    clip: Clip | str = "auto",
     num_classes: int | None = None,
     inject: bool = True,
     device: str | torch.device | None = None,
@@ -129,7 +129,8 @@ def craft_poisons(
         iterations: crafting iterations (default: the attack's, 150 for ``ours``).
         train_x, train_y: the attacker's training data, for the second-order update
             (default: the calibration data).
-        clip: the range poisoned inputs stay in; ``None`` for feature vectors.
+        clip: the range poisoned inputs stay in (``None``: no clipping); ``"auto"``:
+            ``(0, 1)`` for images ``[N, C, H, W]``, none for feature vectors ``[N, D]``.
         num_classes: K (default: the model's output width).
         inject: the poisons are new training examples (True) or replace the bases in the
             victim's data (False: the clean bases' gradient is subtracted).
@@ -153,6 +154,8 @@ def craft_poisons(
         raise ConfigError(f"bases {tuple(x_b.shape[1:])}, targets {tuple(x_t.shape[1:])} "
                           f"and cal_x {tuple(x_c.shape[1:])} must have one input shape")
     surrogate = _classifier(model, x_c, num_classes)
+    if clip == "auto":
+        clip = (0.0, 1.0) if x_b.dim() == 4 else None
     goal_obj = goal if isinstance(goal, Goal) else Goal(**(
         {"kind": goal} if isinstance(goal, str) else goal))
     x_tr = x_c if train_x is None else _inputs(train_x, "train_x")
@@ -165,7 +168,7 @@ def craft_poisons(
         target_x=x_t, target_y=_labels(target_labels, x_t.shape[0], "target_labels").to(dev),
         train_x=x_tr.cpu(), train_y=_labels(y_tr, x_tr.shape[0], "train_y"),
         goal=goal_obj, alpha=alpha, eps=float(eps), seed=seed, device=dev,
-        progress=progress, clip=clip,
+        progress=progress, clip=clip,  # type: ignore[arg-type]
     )
     return build_attack(_attack_config(attack, iterations, attack_settings)).craft(ctx)
 
