@@ -4,6 +4,10 @@ per-victim difference on the same benign twins; then mean +/- s.e. over the runs
 
 Usage: python tools/paired_table.py RUN [RUN ...] [--metric reduction_ratio]
        [--scores hps,aps]
+
+``RUN`` may join several run folders with commas (``runs/a,runs/b``): their rows are merged,
+so attacks of one run are compared with the baselines of another on the same victims (runs
+of one config family share victims, benign models and cells through the artifact store).
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ from cpoison.experiments.paired import BASELINES
 from cpoison.experiments.store import ResultStore
 
 
-def victim_rows(run: Path) -> list[dict]:
-    db = ResultStore(run / "results.sqlite")
-    try:
-        return db.rows()
-    finally:
-        db.close()
+def victim_rows(run: str) -> list[dict]:
+    rows: list[dict] = []
+    for folder in run.split(","):
+        db = ResultStore(Path(folder) / "results.sqlite")
+        try:
+            rows += db.rows()
+        finally:
+            db.close()
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="+")
     parser.add_argument("--metric", default="reduction_ratio")
     parser.add_argument("--scores", default="hps,aps,raps")
     args = parser.parse_args(argv)
