@@ -230,10 +230,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=_positive_int, default=50, help="number of targets")
     p.add_argument("--baselines", default="randun",
                    help="random-noise baselines: randun, randga, a comma list, or none")
-    p.add_argument("--selection", default="nearest", choices=("nearest", "random",
-                                                              "nearest-pixels"),
-                   help="poison bases: nearest to the targets in the surrogate's features, "
-                   "random, or nearest by raw pixels")
+    p.add_argument("--selection", default=None, choices=("gradient-norm", "nearest", "random",
+                                                         "nearest-pixels"),
+                   help="poison bases: the largest training-gradient norm at the surrogate, "
+                   "nearest to the targets in the surrogate's features, random, or nearest by "
+                   "raw pixels (default: gradient-norm for overconfidence, else nearest)")
     p.add_argument("--iterations", type=_positive_int, default=150,
                    help="crafting iterations")
     p.add_argument("--preset", default="audit",

@@ -23,8 +23,10 @@ Defaults (each one a flag of ``cpoison audit``):
   of one class (drawn with the seed unless ``target_class``) among those the surrogate
   classifies correctly;
 - attacks: the paper's (``ours``: worst-case loss l3, first order, crafted through HPS,
-  150 crafting iterations, 1 restart, bases nearest to the targets in the surrogate's
-  features) and RandUn (random noise of the same size on the same bases) as the baseline
+  150 crafting iterations, 1 restart; poison bases: for overconfidence the images of the
+  target class with the largest training-gradient norm at the surrogate, the default chosen
+  by tuning, for the other goals each target's nearest images in the surrogate's features)
+  and RandUn (random noise of the same size on the same bases) as the baseline
   that tells the attack's effect from noise; 2 victims (raise ``victims`` for firmer
   numbers: only the new victims are trained).
 """
@@ -38,7 +40,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from cpoison.attacks.goals import GOAL_KINDS
+from cpoison.attacks.goals import GOAL_KINDS, goal_kind
 from cpoison.errors import ConfigError
 from cpoison.io import atomic_write, atomic_write_json
 
@@ -163,7 +165,7 @@ def audit_config(
     target_class: int | None = None,
     targets: int = 50,
     baselines: Sequence[str] | str = ("randun",),
-    selection: str = "nearest",
+    selection: str | None = None,
     iterations: int = 150,
     preset: str = "audit",
     test_fraction: float | None = None,
@@ -218,7 +220,8 @@ def audit_config(
         "surrogate": surrogate_spec,
         "alpha": alpha, "scores": list(scores), "goal": goal_raw,
         "targets": {"target_class": target_class, "n_targets": targets},
-        "budget": grid["budget"][0], "eps": eps, "poison_selection": selection,
+        "budget": grid["budget"][0], "eps": eps,
+        "poison_selection": selection or goal_kind(goal).default_selection,
         "n_victims": victims, "n_repeats": repeats, "attacks": attacks, "grid": grid,
     }
     data_settings: dict[str, Any] = {}

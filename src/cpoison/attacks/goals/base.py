@@ -69,6 +69,9 @@ class GoalKind:
     needs_room: bool = False  # nothing to do where the targets' sets are single labels
     own_metrics: bool = True  # metrics beyond the set-size figures every row has
     columns: tuple[tuple[str, str], ...] = ()  # (row key, title) of its report table
+    # poison base selection an audit uses when not told (the tuned default where one was
+    # tuned: overconfidence; elsewhere each target's nearest images)
+    default_selection: str = "nearest"
 
     # -- loss terms (SPEC 4.2) -------------------------------------------------------------
     def masks(self, goal: Goal, target_y: torch.Tensor, num_classes: int,

@@ -12,6 +12,7 @@ class Overconfidence(SetSizeGoal):
     name = "overconfidence"
     effect_metric = "reduction_ratio"
     needs_room = True
+    default_selection = "gradient-norm"  # chosen by pre-registered tuning
     sign = 1.0
 
     def masks(self, goal, target_y, num_classes, labels_in=None, true_label="keep") -> Masks:
