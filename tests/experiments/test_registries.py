@@ -1,6 +1,6 @@
-"""Registries from tables: a defense, a dataset and a model registered from this test module
-(one definition and one registration each, nothing edited elsewhere) run through a tiny grid
-of the engine; a training setting is one class and one line in its table."""
+"""Registries from tables: a defense, a dataset, a model and a goal registered from this test
+module (one definition and one registration each, nothing edited elsewhere) run through a
+tiny grid of the engine; a training setting is one class and one line in its table."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ import torch
 from experiment_helpers import one_thread, stored_rows, tiny_raw
 
 from cpoison.api.runner import run_experiment
+from cpoison.attacks.goals import GOALS, GoalKind, register_goal
+from cpoison.attacks.goals.base import true_mask
+from cpoison.conformal import HPS, register_score
+from cpoison.conformal.scores import _REGISTRY
 from cpoison.data import registry as data_registry
 from cpoison.data.digits import load_digits
 from cpoison.defenses import DEFENSES, Defense, DefenseConfigBase, Prepared, subset
@@ -92,3 +96,55 @@ def test_a_setting_is_a_class_and_a_table_line(monkeypatch):
 
     monkeypatch.setitem(SETTINGS, "scratch", Tagged)
     assert setting_for(validate_config(tiny_raw())).name == "tagged"
+
+
+class KeepTwo(GoalKind):
+    """A toy goal: push every label but y* and the runner-up out (two-label sets)."""
+
+    name = "keep-two"
+    effect_metric = "goal_effect"
+
+    def masks(self, goal, target_y, num_classes, labels_in=None, true_label="keep"):
+        true = true_mask(target_y, num_classes)
+        return ~true, torch.zeros_like(true), true
+
+    def objective(self, goal, sets, target_y):
+        return float(sets.float().sum(1).sub(2).abs().mean())
+
+    def metrics(self, goal, benign_sets, victim_sets, labels, target_class=None):
+        b, v = benign_sets["targets"].float(), victim_sets["targets"].float()
+        return {"goal_effect": float((b.sum(1) - 2).abs().mean() - (v.sum(1) - 2).abs().mean())}
+
+    def aim(self, goal, class_name):
+        return "leave two labels in the targets' sets"
+
+
+class ToyHPS(HPS):
+    """A toy score: HPS under another name."""
+
+
+def test_a_toy_goal_and_score_run_through_a_grid(tmp_path):
+    """A goal kind and a score registered from this module are accepted by configs; the
+    goal crafts through the one loss (its masks) and its own metrics reach the rows; the
+    score calibrates the victims (HPS's sets under another name)."""
+    register_goal(KeepTwo())
+    register_score("toy-hps", ToyHPS)
+    try:
+        raw = tiny_raw(n_victims=1, goal={"kind": "keep-two"}, scores=["hps", "toy-hps"],
+                       attacks=[{"name": "ours", "crafting": {"iterations": 2, "restarts": 1,
+                                                              "augment": False}}],
+                       grid={"budget": [0.05, 0.1]})
+        config = validate_config(raw)
+        with one_thread():
+            summary = run_experiment(config, tmp_path / "out", store=tmp_path / "store",
+                                     progress=False)
+        rows = stored_rows(tmp_path / "out")
+        assert {r["goal"] for r in rows} == {"keep-two"} and len(summary["rows"]) >= 2
+        assert all("goal_effect" in r for r in rows)
+        by = {(r["repeat"], r["attack"], r["victim"], r["budget"], r["score"]):
+              r["victim_set_size"] for r in rows}
+        hps = {k[:4]: v for k, v in by.items() if k[4] == "hps"}
+        assert hps and all(by[(*k, "toy-hps")] == v for k, v in hps.items())
+    finally:
+        GOALS.pop("keep-two", None)
+        _REGISTRY.pop("toy-hps", None)

@@ -8,8 +8,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from pydantic import BaseModel
+
 from cpoison.attacks.context import AttackContext
 from cpoison.attacks.poison_set import PoisonSet
+
+
+class AttackConfigBase(BaseModel):
+    """What every attack's config answers for the results (its ``name`` field, a
+    ``Literal``, selects the attack in :data:`cpoison.attacks.registry.ATTACKS`)."""
+
+    name: str
+    label: str | None
+
+    def default_label(self) -> str:
+        """The name of the attack's rows when the config gives no ``label``."""
+        return self.name
+
+    def objective_facts(self) -> tuple[str | None, int | None, str | None]:
+        """(loss, update order, score inside the loss) recorded with every result row;
+        None where the attack has none (the random baselines)."""
+        return None, None, None
 
 
 class Attack(ABC):

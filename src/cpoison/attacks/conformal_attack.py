@@ -16,10 +16,10 @@ import time
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import ConfigDict, Field, model_serializer
 
 from cpoison.attacks.alignment import CraftingConfig
-from cpoison.attacks.base import Attack
+from cpoison.attacks.base import Attack, AttackConfigBase
 from cpoison.attacks.context import AttackContext
 from cpoison.attacks.goals import goal_kind, goal_objective, labels_to_add
 from cpoison.attacks.hessian import (
@@ -45,7 +45,7 @@ from cpoison.seeding import derive_seed, make_generator
 log = logging.getLogger(__name__)
 
 
-class ConformalAttackConfig(BaseModel):
+class ConformalAttackConfig(AttackConfigBase):
     """Settings of the paper's attack (``name: ours`` in experiment configs)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -90,6 +90,16 @@ class ConformalAttackConfig(BaseModel):
                 if data.get(name) == legacy:
                     data.pop(name)
         return data  # type: ignore[no-any-return]
+
+    def default_label(self) -> str:
+        if self.implicit_steps:
+            return f"ours-{self.loss}-implicit-{self.score}"
+        return f"ours-{self.loss}-o{self.order}-{self.score}"
+
+    def objective_facts(self) -> tuple[str | None, int | None, str | None]:
+        """The conformal loss, the update order (implicit: exact Hessian, second order) and
+        the score inside the loss."""
+        return self.loss, 2 if self.implicit_steps else self.order, self.score
 
     def loss_shape(self) -> LossShape:
         return LossShape(self.calibration, self.hinge, self.margin, self.temperature,

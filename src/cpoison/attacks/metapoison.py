@@ -56,12 +56,12 @@ from typing import Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from cpoison.attacks.alignment import signed_step
-from cpoison.attacks.base import Attack
+from cpoison.attacks.base import Attack, AttackConfigBase
 from cpoison.attacks.conformal_attack import build_scorer, loss_data
 from cpoison.attacks.context import AttackContext
 from cpoison.attacks.losses import relaxed_loss
@@ -73,7 +73,7 @@ from cpoison.training.augment import augment
 log = logging.getLogger(__name__)
 
 
-class MetaPoisonConfig(BaseModel):
+class MetaPoisonConfig(AttackConfigBase):
     """Settings of MetaPoison (``name: metapoison`` in experiment configs)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -100,6 +100,10 @@ class MetaPoisonConfig(BaseModel):
     augment: bool = Field(False, description="differentiable crop/flip of the unroll batches")
     crop_padding: int = Field(2, ge=0)
     flip: bool = True
+
+    def objective_facts(self) -> tuple[str | None, int | None, str | None]:
+        """l2 through a K-step unroll: no update order; its score."""
+        return "metapoison", None, self.score
 
 
 class _Unrolled(nn.Module):

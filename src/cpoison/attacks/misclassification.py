@@ -19,10 +19,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from cpoison.attacks.alignment import CraftingConfig
-from cpoison.attacks.base import Attack
+from cpoison.attacks.base import Attack, AttackConfigBase
 from cpoison.attacks.context import AttackContext
 from cpoison.attacks.params import flat_grad, trainable
 from cpoison.attacks.poison_set import PoisonSet
@@ -32,7 +32,7 @@ from cpoison.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-class MisclassificationConfig(BaseModel):
+class MisclassificationConfig(AttackConfigBase):
     """Settings of the misclassification attack (``name: misclassification``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,6 +42,10 @@ class MisclassificationConfig(BaseModel):
     adversarial_class: int | None = Field(
         None, ge=0, description="y_adv; None: the surrogate's majority runner-up on the targets")
     crafting: CraftingConfig = CraftingConfig()
+
+    def objective_facts(self) -> tuple[str | None, int | None, str | None]:
+        """First-order alignment, no conformal score."""
+        return "misclassification", 1, None
 
 
 def runner_up_class(logits: torch.Tensor, labels: torch.Tensor) -> int:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
-from cpoison.attacks.base import Attack
+from cpoison.attacks.base import Attack, AttackConfigBase
 from cpoison.attacks.context import AttackContext
 from cpoison.attacks.poison_set import PoisonSet
 from cpoison.seeding import derive_seed, make_generator
 
 
-class RandomNoiseConfig(BaseModel):
+class RandomNoiseConfig(AttackConfigBase):
     """``randun``: delta ~ U[-eps, eps] per pixel; ``randga``: delta ~ N(0, (eps/2)^2)
     clipped to [-eps, eps]. Both then keep x + delta inside [0, 1]."""
 

@@ -46,6 +46,8 @@ from cpoison.conformal.scores import (
     SCORE_NAMES,
     ConformalScore,
     build_score,
+    register_score,
+    score_names,
 )
 
 __all__ = [
@@ -59,6 +61,8 @@ __all__ = [
     "RSCPConformal",
     "SplitConformal",
     "build_score",
+    "register_score",
+    "score_names",
     "check_alpha",
     "class_conditional_coverage",
     "class_conditional_size",

@@ -55,6 +55,8 @@ __all__ = [
     "SCORE_NAMES",
     "ConformalScore",
     "build_score",
+    "register_score",
+    "score_names",
     "check_labels",
     "check_logits",
     "draw_uniform",
@@ -496,8 +498,21 @@ _REGISTRY: dict[str, type[ConformalScore]] = {
     "nll": NLL,
 }
 
-#: names accepted by :func:`build_score`
+#: names of the built-in scores (:func:`score_names` also lists registered ones)
 SCORE_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def score_names() -> tuple[str, ...]:
+    """Names accepted by :func:`build_score`: the built-in ones and those registered."""
+    return tuple(_REGISTRY)
+
+
+def register_score(name: str, score_class: type[ConformalScore]) -> None:
+    """Make ``score_class`` (a :class:`ConformalScore` subclass) available under ``name``
+    (case-insensitive) to :func:`build_score`, predictors and experiment configs."""
+    if not (isinstance(score_class, type) and issubclass(score_class, ConformalScore)):
+        raise TypeError(f"{score_class!r} is not a ConformalScore subclass")
+    _REGISTRY[name.strip().lower()] = score_class
 
 
 def build_score(name: str, **kwargs: Any) -> ConformalScore:
@@ -509,7 +524,7 @@ def build_score(name: str, **kwargs: Any) -> ConformalScore:
     """
     if not isinstance(name, str) or name.strip().lower() not in _REGISTRY:
         raise ConfigError(
-            f"unknown conformal score {name!r}; valid names: {', '.join(SCORE_NAMES)}"
+            f"unknown conformal score {name!r}; valid names: {', '.join(score_names())}"
         )
     cls = _REGISTRY[name.strip().lower()]
     try:

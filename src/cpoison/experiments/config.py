@@ -25,7 +25,7 @@ from pydantic import (
 
 from cpoison.attacks import AttackConfig, Goal, attack_label
 from cpoison.attacks.goals import goal_kind
-from cpoison.conformal import SCORE_NAMES
+from cpoison.conformal.scores import score_names
 from cpoison.data.registry import canonical_name
 from cpoison.defenses.registry import DefenseConfig, parse_defense
 from cpoison.errors import ConfigError, CpoisonError
@@ -70,8 +70,8 @@ class TargetConfig(BaseModel):
     @classmethod
     def _score(cls, value: str) -> str:
         value = value.lower()
-        if value not in SCORE_NAMES:
-            raise ValueError(f"unknown score {value!r}; choose from {sorted(SCORE_NAMES)}")
+        if value not in score_names():
+            raise ValueError(f"unknown score {value!r}; choose from {sorted(score_names())}")
         return value
 
 
@@ -434,7 +434,7 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _attack_scores(self) -> ExperimentConfig:
-        known = set(SCORE_NAMES) | {"rscp"}
+        known = set(score_names()) | {"rscp"}
         for i, attack in enumerate(self.attacks):
             score = _attack_score(attack)
             if score is not None and score.lower() not in known:
@@ -455,7 +455,7 @@ class ExperimentConfig(BaseModel):
     @field_validator("scores")
     @classmethod
     def _scores(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        known = set(SCORE_NAMES) | {"rscp"}
+        known = set(score_names()) | {"rscp"}
         out = tuple(v.lower() for v in value)
         for v in out:
             if v not in known:
