@@ -5,6 +5,7 @@ per score and attack (the shape of the paper's Fig. 1, 3 and 5)."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +213,7 @@ def paired_table(comparisons: list[dict[str, Any]]) -> str:
         diff = "-" if c["mean"] is None else (
             f"{c['mean']:+.3f}" + (f" ± {c['se']:.3f}" if c["se"] is not None else ""))
         lower = "-" if c["lower"] is None else f"{c['lower']:+.3f}"
-        point = "" if c["point"] == "[]" else c["point"]
+        point = ", ".join(f"{k}={v}" for k, v in ast.literal_eval(c["point"]))
         lines.append(f"| {c['attack']} | {c['score']} | {point} | {c['baseline']} | {diff} "
                      f"| {lower} | {c['n']} {c['units']} | {c['verdict']} |")
     return "\n".join(lines)
