@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 # The offline CPU build of torch on the build machines; GPU users install their own torch.
-TORCH_SPEC ?= torch==2.13.0
+TORCH_PACKAGE ?= torch==2.13.0
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: demo test docs lint bench data chromium clean
@@ -15,7 +15,7 @@ $(VENV)/.stamp-venv:
 	touch $@
 
 $(VENV)/.stamp-install: $(VENV)/.stamp-venv pyproject.toml
-	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q "$(TORCH_PACKAGE)"
 	$(PIP) install -q -e .
 	touch $@
 
