@@ -49,7 +49,7 @@ def test_nested_invalid_values_name_the_dotted_field():
         validate_config(raw)
     raw = tiny_raw()
     raw["attacks"][0]["crafting"]["iterations"] = 0
-    with pytest.raises(ConfigError, match="'attacks.0.ours.crafting.iterations'"):
+    with pytest.raises(ConfigError, match="'attacks.0.crafting.iterations'"):
         validate_config(raw)
 
 

@@ -11,7 +11,13 @@ from cpoison.attacks.metapoison import MetaPoison, MetaPoisonConfig
 from cpoison.attacks.misclassification import Misclassification, MisclassificationConfig
 from cpoison.attacks.poison_set import PoisonSet
 from cpoison.attacks.random_noise import RandomNoise, RandomNoiseConfig
-from cpoison.attacks.registry import AttackConfig, attack_label, build_attack
+from cpoison.attacks.registry import (
+    AttackConfig,
+    attack_label,
+    available_attacks,
+    build_attack,
+    register_attack,
+)
 
 __all__ = [
     "GOAL_KINDS",
@@ -32,8 +38,10 @@ __all__ = [
     "RandomNoiseConfig",
     "align_poisons",
     "attack_label",
+    "available_attacks",
     "build_attack",
     "check_goal",
     "goal_metrics",
+    "register_attack",
     "relaxed_loss",
 ]

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from tqdm.auto import tqdm
 
+from cpoison.attacks.config_keys import drop_legacy
 from cpoison.attacks.params import flat_grad, trainable
 from cpoison.seeding import derive_seed, make_generator
 from cpoison.training.augment import augment
@@ -87,12 +88,7 @@ class CraftingConfig(BaseModel):
     def _dump(self, handler: Any) -> dict[str, Any]:
         """Fields added for SPEC 5.4 are left out while they hold the behaviour of the loop
         before them, so configs without them keep their keys (their poisons do not change)."""
-        data = handler(self)
-        if isinstance(data, dict):
-            for name, legacy in _LEGACY.items():
-                if data.get(name) == legacy:
-                    data.pop(name)
-        return data  # type: ignore[no-any-return]
+        return drop_legacy(handler(self), _LEGACY)  # type: ignore[no-any-return]
 
 
 _LEGACY: dict[str, Any] = {"ensemble": 1, "ensemble_variant": "seeds", "ensemble_archs": [],

@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, model_serializer
 
 from cpoison.attacks.alignment import CraftingConfig
 from cpoison.attacks.base import Attack, AttackConfigBase
+from cpoison.attacks.config_keys import drop_legacy
 from cpoison.attacks.context import AttackContext
 from cpoison.attacks.goals import goal_kind, goal_objective, labels_to_add
 from cpoison.attacks.hessian import (
@@ -84,12 +85,7 @@ class ConformalAttackConfig(AttackConfigBase):
         from before them (:data:`_LEGACY`), so such configs keep their keys and cached
         poisons. The default ``true_label: keep`` differs from that behaviour, so it is
         written out and every config that leaves it at the default gets a new key."""
-        data = handler(self)
-        if isinstance(data, dict):
-            for name, legacy in _LEGACY.items():
-                if data.get(name) == legacy:
-                    data.pop(name)
-        return data  # type: ignore[no-any-return]
+        return drop_legacy(handler(self), _LEGACY)  # type: ignore[no-any-return]
 
     def default_label(self) -> str:
         if self.implicit_steps:

@@ -4,15 +4,16 @@ Adding an attack: a module with its config (a subclass of
 :class:`~cpoison.attacks.base.AttackConfigBase` whose ``name`` is a ``Literal`` of its
 name; ``default_label`` and ``objective_facts`` say how its result rows are named and what
 they record) and its :class:`~cpoison.attacks.base.Attack`, then one line in ``ATTACKS``:
-the config union of experiment configs, :func:`build_attack`, :func:`attack_label` and
-:func:`objective_facts` follow the table.
+the validation of experiment configs, :func:`build_attack`, :func:`attack_label` and
+:func:`objective_facts` follow the table. From outside the package (a plugin, a test),
+:func:`register_attack` adds one; configs validated after the call accept it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Any, Union
 
-from pydantic import Field
+from pydantic import Field, PlainValidator, SerializeAsAny
 
 from cpoison.attacks.base import Attack, AttackConfigBase
 from cpoison.attacks.conformal_attack import ConformalAttack, ConformalAttackConfig
@@ -30,7 +31,49 @@ ATTACKS: dict[str, tuple[type[AttackConfigBase], type[Attack]]] = {
 """Name -> (config class, attack class)."""
 
 AnyAttackConfig = Union[tuple(dict.fromkeys(c for c, _ in ATTACKS.values()))]  # type: ignore[valid-type]  # noqa: UP007
-AttackConfig = Annotated[AnyAttackConfig, Field(discriminator="name")]
+"""Every built-in attack config (for the schema of an experiment config)."""
+
+
+def register_attack(name: str, config_class: type[AttackConfigBase],
+                    attack_class: type[Attack]) -> None:
+    """Add an attack to the table under ``name`` (the value of its config's ``name``
+    field): experiment configs validated after the call accept ``{name: NAME, ...}``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("an attack's name must be a non-empty string")
+    if not (isinstance(config_class, type) and issubclass(config_class, AttackConfigBase)):
+        raise TypeError(f"{config_class!r} is not a subclass of AttackConfigBase")
+    if not (isinstance(attack_class, type) and issubclass(attack_class, Attack)):
+        raise TypeError(f"{attack_class!r} is not a subclass of Attack")
+    ATTACKS[name] = (config_class, attack_class)
+
+
+def available_attacks() -> list[str]:
+    """Names an experiment config's attacks may take (in table order)."""
+    return list(ATTACKS)
+
+
+def _validate(value: Any) -> AttackConfigBase:
+    """An attack config from a mapping (its ``name`` picks the class in :data:`ATTACKS`);
+    the class's own validation errors keep their field locations."""
+    if isinstance(value, AttackConfigBase):
+        return value
+    name = value.get("name") if isinstance(value, dict) else None
+    if not isinstance(name, str):
+        raise ValueError(f"an attack must be a mapping with a 'name', got {value!r}; "
+                         f"valid names: {', '.join(available_attacks())}")
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; valid attacks are: "
+                         f"{', '.join(available_attacks())}")
+    return ATTACKS[name][0].model_validate(value)
+
+
+AttackConfig = Annotated[
+    SerializeAsAny[AttackConfigBase],
+    PlainValidator(_validate, json_schema_input_type=Annotated[
+        AnyAttackConfig, Field(discriminator="name")]),
+]
+"""Pydantic field type of one of an experiment's ``attacks``: validated by the table (so
+attacks registered later are accepted), dumped with every field of its config."""
 
 
 def build_attack(config: AttackConfigBase) -> Attack:
