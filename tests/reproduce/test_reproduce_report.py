@@ -1,11 +1,14 @@
-"""The reproduction report (issue 12): ``cpoison reproduce --scale test`` writes normal run
-folders that resume, and one report twice: ``report.html`` stands alone (figures embedded)
-and renders in headless Chromium (Debian's ``chromium``) with every figure decoded and every
-table holding rows; ``report.md`` has the same figures as PNG files beside it; experiments
-not run say so and carry no numbers."""
+"""The reproduction report (issues 12, 20): ``cpoison reproduce --scale test`` writes normal
+run folders that resume, and one report twice: ``report.html`` stands alone (figures
+embedded) and renders in headless Chromium (Debian's ``chromium``) with every figure decoded
+and every table holding rows; ``report.md`` has the same figures as PNG files beside it,
+with PDF and SVG copies, and every table also as CSV and LaTeX; experiments not run say so
+and carry no numbers; no machine path appears anywhere; the paper's values are drawn in a
+panel of their own; the report is rebuilt from the reproduction's exported cells alone."""
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
 import subprocess
@@ -16,8 +19,11 @@ import pytest
 from reproduce_helpers import RUN, Reproduction
 
 from cpoison.cli import main
-from cpoison.reproduce.claims import CLAIMS
+from cpoison.reproduce import figures
+from cpoison.reproduce.cells import export_reproduction, report_from_cells
+from cpoison.reproduce.claims import CLAIMS, VERDICTS
 from cpoison.reproduce.experiments import EXPERIMENTS
+from cpoison.reproduce.report import CLAIM_HEADERS, load_runs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -117,6 +123,9 @@ def test_html_stands_alone_and_markdown_is_its_twin(reproduction: Reproduction) 
     assert len(pngs) == len(page.images)
     for name in pngs:
         assert (reproduction.out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        stem = reproduction.out / name[:-4]
+        assert stem.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+        assert b"<svg" in stem.with_suffix(".svg").read_bytes()[:2000]
     assert {"fig1-e1-over.png", "fig1-e1-under.png", "fig2-e2-over.png",
             "fig5-e7-main.png"} <= set(pngs)
     md_tables = len(re.findall(r"^\|---", md, flags=re.M))
@@ -159,3 +168,82 @@ def test_the_probe_catches_a_broken_figure(reproduction: Reproduction,
     broken = html_text.replace("</body>", '<img src="data:image/png;base64,AAAA"></body>')
     page = rendered_dom(tmp_path, broken)
     assert [i.get("data-decoded") for i in page.images].count("no") == 1
+
+
+def _claims_table(md: str) -> list[str]:
+    section = md.split("## Claims of the paper's Sec. 5")[1].split("\n## ")[0]
+    return [line for line in section.splitlines() if line.startswith("|")]
+
+
+def test_claims_table_is_short_and_its_words_are_below(reproduction: Reproduction) -> None:
+    md = (reproduction.out / "report.md").read_text()
+    table = _claims_table(md)
+    assert table[0] == "| " + " | ".join(CLAIM_HEADERS) + " |"
+    assert len(table) == 2 + len(CLAIMS)
+    for line in table[2:]:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        assert len(cells) == len(CLAIM_HEADERS) and cells[1] in VERDICTS, line
+        assert max(len(c) for c in cells) <= 24, line  # no column forces scrolling
+    assert "one-sided 95 % interval" in md and "Student's t" in md
+    for claim in CLAIMS:  # the claim's words, the paper's numbers and the rule: below
+        assert f"- {claim.id} ({claim.where}" in md and claim.rule in md
+
+
+def test_every_table_is_also_csv_and_latex(reproduction: Reproduction) -> None:
+    md = (reproduction.out / "report.md").read_text()
+    names = re.findall(r"Also as \[CSV\]\(([^)]+)\.csv\) and \[LaTeX\]\(\1\.tex\)", md)
+    assert len(names) == len(re.findall(r"^\|---", md, flags=re.M))
+    assert {"claims", "table-e1-over", "table-e3-main", "table-e4-main"} <= set(names)
+    for name in names:
+        assert (reproduction.out / f"{name}.csv").read_text().count("\n") >= 2, name
+        tex = (reproduction.out / f"{name}.tex").read_text()
+        assert "\\begin{tabular}" in tex and "\\label{tab:" + name + "}" in tex, name
+        assert "±" not in tex and "_" not in tex.replace("\\_", ""), name
+    with (reproduction.out / "claims.csv").open() as handle:
+        claims = list(csv.DictReader(handle))
+    assert [c["claim"] for c in claims] == [c.id for c in CLAIMS]
+    assert {"verdict", "difference", "se", "lower_bound", "victims", "repeats",
+            "targets"} <= set(claims[0])
+
+
+def _texts(folder: Path) -> dict[str, str]:
+    out = {}
+    for path in folder.iterdir():
+        if path.suffix in (".md", ".csv", ".tex", ".html"):
+            text = path.read_text()
+            out[path.name] = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+    return out
+
+
+def test_no_machine_path_in_the_report(reproduction: Reproduction) -> None:
+    texts = _texts(reproduction.out)
+    assert {"report.md", "report.html", "claims.csv", "claims.tex"} <= set(texts)
+    root = str(reproduction.out.parent)
+    for name, text in texts.items():
+        assert root not in text and "/tmp" not in text, name
+        assert not re.search(r"(?<![\w.:/~-])/(?:work|home|root|Users|var|private)/", text), name
+    assert f"--out {reproduction.out.name}" in texts["report.md"]
+
+
+def test_the_papers_values_have_a_panel_of_their_own(reproduction: Reproduction) -> None:
+    runs = load_runs(reproduction.out, "test")
+    (over,) = [r for r in runs["E1"] if r.goal == "overconfidence"]
+    drawn = figures.fig1(over)
+    assert drawn.panels[-1] == figures.PAPER_TITLE
+    ours = drawn.panels[:-1]
+    assert ours and all(t.startswith("digits") and "CIFAR" not in t for t in ours)
+    (under,) = [r for r in runs["E1"] if r.goal == "underconfidence"]
+    assert figures.PAPER_TITLE not in figures.fig1(under).panels  # no published values
+
+
+def test_report_rebuilt_from_exported_cells(reproduction: Reproduction,
+                                            tmp_path: Path) -> None:
+    written = export_reproduction(reproduction.out, tmp_path / "cells")
+    assert set(written) == {"E1-over", "E1-under", "E3", "E4", "E7"}
+    page, md_path = report_from_cells(tmp_path / "cells", tmp_path / "rebuilt")
+    md = md_path.read_text()
+    original = (reproduction.out / "report.md").read_text()
+    assert _claims_table(md) == _claims_table(original)
+    for name in ("fig1-e1-over.pdf", "claims.tex", "table-e3-main.csv"):
+        assert (tmp_path / "rebuilt" / name).is_file(), name
+    assert page.is_file() and str(tmp_path) not in md

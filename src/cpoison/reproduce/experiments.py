@@ -11,9 +11,10 @@ E2 (paper Fig. 2, stealth) has no config of its own: the paper reads it from the
 overconfidence runs of Fig. 1 (CIFAR-10, HPS), and so does :data:`EXPERIMENTS` (``source``).
 
 Scales: ``paper`` (the paper's presets for a GPU: CIFAR-10 / CIFAR-100 / Tiny-ImageNet,
-ResNet-18, 8 victims x 10 repeats), ``cpu`` (Fashion-MNIST, preset cpu-full, all of E1-E7 in
-under two hours on 2 cores, see :func:`estimate`), ``test`` (scikit-learn digits, seconds;
-the tests' scale, its numbers mean nothing).
+ResNet-18, 8 victims x 10 repeats), ``cpu`` (Fashion-MNIST, preset cpu-full, 4 victim pairs
+x 5 repeats with targets with room: hours on 2 cores, most of it E3's defenses; each
+config's header states its cost by :func:`estimate`, and a test checks it), ``test``
+(scikit-learn digits, seconds; the tests' scale, its numbers mean nothing).
 """
 
 from __future__ import annotations

@@ -1,12 +1,18 @@
-"""The paper's figures drawn from a reproduction's runs (matplotlib, PNG bytes): Fig. 1
-ratio against budget per score and attack, Fig. 2 stealth, Fig. 3 l2 vs l3 by budget,
-Fig. 4 against the benign set size, Fig. 5 against the perturbation bound (SPEC 9). The
-paper's published values (:mod:`cpoison.reproduce.paper_values`) are drawn beside ours as
-open stars, labelled with the setting they hold for."""
+"""The paper's figures drawn from a reproduction's runs (matplotlib): Fig. 1 ratio against
+budget per score and attack, Fig. 2 stealth, Fig. 3 l2 vs l3 by budget, Fig. 4 against the
+benign set size, Fig. 5 against the perturbation bound (SPEC 9). Each is rendered as PNG
+(shown in the report) and as PDF and SVG (vector copies for a paper's appendix).
+
+Where the paper prints values (Fig. 1a at 2 %, the l3 - l2 margins of Fig. 3), they are drawn
+in a panel of their own, titled with the setting they hold for (CIFAR-10, ResNet-18), never
+on the axes of our dataset."""
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -19,6 +25,7 @@ from cpoison.reproduce.results import (  # noqa: E402
     RunResult,
     as_number,
     by_budget,
+    dataset_name,
     methods,
     one,
     pick,
@@ -32,11 +39,50 @@ COLORS = {"RandUn": "tab:gray", "RandGa": "tab:brown", "ours (l3)": "tab:red",
           "MetaPoison": "tab:green"}
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+#: readable at the width of a page: axis labels and ticks no smaller than 9 pt
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 8.5, "figure.titlesize": 11}
+PAPER_TITLE = "paper (CIFAR-10, ResNet-18)"
+FORMATS = ("png", "pdf", "svg")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A figure as PNG, PDF and SVG bytes (undated: the same figure, the same bytes) and
+    the titles of its panels."""
+
+    png: bytes
+    pdf: bytes
+    svg: bytes
+    panels: tuple[str, ...]
+
+    def data(self, fmt: str) -> bytes:
+        return {"png": self.png, "pdf": self.pdf, "svg": self.svg}[fmt]
+
+
+def _render(fig: Any) -> Rendered:
+    """The figure in every format (no date inside), then closed."""
+    undated = {"png": None, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
+    out = {}
+    for fmt in FORMATS:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight", metadata=undated[fmt])
+        out[fmt] = buf.getvalue()
+    panels = tuple(ax.get_title() for ax in fig.axes if ax.get_title())
     plt.close(fig)
-    return buf.getvalue()
+    return Rendered(out["png"], out["pdf"], out["svg"], panels)
+
+
+def styled(draw: Callable[..., Any]) -> Callable[..., Rendered]:
+    """Draw and render under :data:`STYLE` (readable font sizes), whatever the caller's
+    matplotlib settings."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Rendered:
+        with plt.rc_context(STYLE):
+            return _render(draw(*args, **kwargs))
+
+    return wrapper
 
 
 def _err(se: float | None) -> float:
@@ -47,18 +93,58 @@ def ratio_metric(run: RunResult) -> str:
     return "expansion_ratio" if run.goal == "underconfidence" else "reduction_ratio"
 
 
-def fig1(run: RunResult) -> bytes:
+def _label(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def _legend_below(fig: Any, axes: list[Any]) -> None:
+    """One legend for every panel, below them (it never covers a curve)."""
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        fig.legend([handles[k] for k in labels], labels, loc="lower center",
+                   ncol=min(len(labels), 4), bbox_to_anchor=(0.5, -0.02), frameon=False)
+        fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 4), 1, 1))
+
+
+def _fig1_paper_panel(ax: Any, names: list[str]) -> None:
+    """The paper's Fig. 1a values at 2 % (CIFAR-10): ours and the largest possible reduction
+    per score, the baselines' bound as a line."""
+    shown = [s for s in names if s in pv.FIG1_CIFAR10_2PCT] or list(pv.FIG1_CIFAR10_2PCT)
+    xs = range(len(shown))
+    ours = [pv.FIG1_CIFAR10_2PCT[s]["reduction_ratio"].value for s in shown]
+    best = [1 - 1 / float(pv.FIG1_CIFAR10_2PCT[s]["benign_set_size"].value) for s in shown]
+    ax.bar([x - 0.2 for x in xs], ours, 0.4, color=COLORS["ours (l3)"], label="ours (paper)")
+    ax.bar([x + 0.2 for x in xs], best, 0.4, color="none", edgecolor="k", hatch="//",
+           label="largest possible (paper)")
+    ax.axhline(float(pv.BASELINES_BELOW.value), color=COLORS["RandGa"], ls=":",  # type: ignore[arg-type]
+               label="baselines below (paper)")
+    ax.set_xticks(list(xs), [s.upper() for s in shown])
+    ax.set_ylim(0, 0.75)
+    ax.set_xlabel("score, budget 2 %")
+    ax.set_title(PAPER_TITLE)
+    ax.grid(alpha=0.3, axis="y")
+
+
+@styled
+def fig1(run: RunResult) -> Any:
     """Paper Fig. 1: reduction (overconfidence) or expansion (underconfidence) ratio of the
     targets against the poison budget, one panel per score, one line per attack; the
-    largest reduction the benign sets allow (1 - 1/benign size) dashed, the paper's CIFAR-10
-    values at 2 % as open stars."""
+    largest reduction the benign sets allow (1 - 1/benign size) dashed; for
+    overconfidence a last panel with the paper's CIFAR-10 values at 2 %."""
     rows, metric = run.rows, ratio_metric(run)
     names = scores(rows)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.0 * len(names), 3.4), squeeze=False)
+    paper = metric == "reduction_ratio"
+    n = len(names) + (1 if paper else 0)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
     budgets = by_budget(rows)
     span = 100 * (max(budgets) - min(budgets)) if len(budgets) > 1 else 1.0
     lines = methods(rows)
-    for ax, score in zip(axes[0], names, strict=True):
+    for ax, score in zip(axes[0], names, strict=False):
         for i, name in enumerate(lines):
             dodge = (i - (len(lines) - 1) / 2) * 0.015 * span  # overlapping lines stay visible
             pts = []
@@ -71,38 +157,37 @@ def fig1(run: RunResult) -> bytes:
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
                             yerr=[p[2] for p in pts], marker="o", capsize=3, label=name,
                             color=COLORS.get(name))
-        if metric == "reduction_ratio":
+        if paper:
             best = []
-            for b in by_budget(rows):
+            for b in budgets:
                 size = value(one(rows, score=score, budget=b), "benign_set_size")[0]
                 if size:
                     best.append((100 * b, 1 - 1 / max(size, 1.0)))
             if best:
                 ax.plot([p[0] for p in best], [p[1] for p in best], ls="--", color="k",
                         lw=0.8, label="largest possible")
-            paper = pv.FIG1_CIFAR10_2PCT.get(score)
-            if paper:
-                ax.plot([2.0], [paper["reduction_ratio"].value], marker="*", ms=13,
-                        mfc="none", color="tab:red", ls="none", label="paper, CIFAR-10")
-        ax.set_title(f"{score.upper()}")
-        ax.set_xlabel("poison budget (% of victim training set)")
+        ax.set_title(f"{dataset_name(run.dataset)}, {score.upper()}")
+        ax.set_xlabel("poison budget (%)")
+        ax.set_xticks([100 * b for b in budgets], [f"{100 * b:g}" for b in budgets])
         ax.axhline(0, color="k", lw=0.5)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(metric.replace("_", " "))
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{run.dataset}, {run.goal}", fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
+    axes[0][0].set_ylabel(_label(metric))
+    if paper:
+        _fig1_paper_panel(axes[0][-1], names)
+    fig.suptitle(f"{dataset_name(run.dataset)}, {run.goal}")
+    _legend_below(fig, list(axes[0]))
+    return fig
 
 
-def fig2(run: RunResult, score: str = "hps") -> bytes:
+@styled
+def fig2(run: RunResult, score: str = "hps") -> Any:
     """Paper Fig. 2: stealth of the overconfidence attack (HPS as the paper): prediction
     consistency of each attack's victims with their benign twins, and empirical coverage on
     the evaluation set, benign vs victim, by budget."""
     rows = pick(run.rows, score=score) or run.rows
     budgets = by_budget(rows)
     names = methods(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         xs, ms, es = [], [], []
@@ -115,7 +200,7 @@ def fig2(run: RunResult, score: str = "hps") -> bytes:
         axes[0].bar(xs, ms, width, yerr=es, capsize=2, label=name, color=COLORS.get(name))
     axes[0].set_ylim(0, 1.05)
     axes[0].set_ylabel("prediction consistency")
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].set_title("consistency with the benign twin")
     ours = [n for n in names if n.startswith("ours")][:1] or names[:1]
     width = 0.38
     for i, (metric, label) in enumerate((("coverage_benign", "benign"),
@@ -131,21 +216,24 @@ def fig2(run: RunResult, score: str = "hps") -> bytes:
     axes[1].axhline(1 - alpha, color="k", ls="--", lw=1, label=f"1 - alpha = {1 - alpha:g}")
     axes[1].set_ylim(max(0.0, 1 - alpha - 0.15), 1.0)
     axes[1].set_ylabel(f"empirical coverage ({score.upper()})")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].set_title("coverage on the evaluation set")
     for ax in axes:
         ax.set_xticks(range(len(budgets)), [f"{100 * b:g} %" for b in budgets])
         ax.set_xlabel("poison budget")
-    fig.suptitle(f"Stealth, {run.dataset} ({score.upper()})", fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
+    fig.suptitle(f"Stealth, {dataset_name(run.dataset)} ({score.upper()})")
+    _legend_below(fig, list(axes))
+    return fig
 
 
-def fig3(run: RunResult, score: str = "hps") -> bytes:
-    """Paper Fig. 3: reduction ratio of RandUn, ours with l2 and ours with l3 by budget."""
+@styled
+def fig3(run: RunResult, score: str = "hps") -> Any:
+    """Paper Fig. 3: reduction ratio of RandUn, ours with l2 and ours with l3 by budget;
+    beside it, the paper's l3 - l2 margins (CIFAR-10) in a panel of their own."""
     rows = pick(run.rows, score=score) or run.rows
     budgets = by_budget(rows)
     names = [n for n in ("RandUn", "ours (l2)", "ours (l3)") if n in methods(rows)]
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, (ax, paper) = plt.subplots(1, 2, figsize=(9.0, 3.6),
+                                    gridspec_kw={"width_ratios": [2, 1]})
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         ms, es = [], []
@@ -159,16 +247,23 @@ def fig3(run: RunResult, score: str = "hps") -> bytes:
     ax.set_xlabel("poison budget")
     ax.set_ylabel(f"reduction ratio ({score.upper()})")
     ax.axhline(0, color="k", lw=0.5)
-    ax.legend(fontsize=7)
-    ax.set_title(f"l2 vs l3, {run.dataset}, black box", fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
+    ax.set_title(f"{dataset_name(run.dataset)}, black box")
+    margins = sorted(pv.L3_OVER_L2.items())
+    paper.bar(range(len(margins)), [float(p.value) for _, p in margins],  # type: ignore[arg-type]
+              0.5, color=COLORS["ours (l3)"], label="l3 - l2 (paper)")
+    paper.set_xticks(range(len(margins)), [f"{100 * b:g} %" for b, _ in margins])
+    paper.set_xlabel("poison budget")
+    paper.set_ylabel("reduction ratio, l3 - l2")
+    paper.set_title(PAPER_TITLE)
+    paper.axhline(0, color="k", lw=0.5)
+    _legend_below(fig, [ax, paper])
+    return fig
 
 
 def _against(run: RunResult, key: str, xlabel: str, title: str, scale: float = 1.0,
-             integer_x: bool = False) -> bytes:
+             integer_x: bool = False) -> Any:
     rows = run.rows
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     for score in scores(rows):
         for name in methods(rows):
             pts = []
@@ -190,6 +285,7 @@ def _against(run: RunResult, key: str, xlabel: str, title: str, scale: float = 1
             axes[1].plot([p[0] for p in pts], [p[4] for p in pts], marker="o",
                          label=f"victim ({name}), {score.upper()}")
     axes[0].set_ylabel("reduction ratio")
+    axes[0].set_title("reduction ratio of the targets")
     axes[0].axhline(0, color="k", lw=0.5)
     if integer_x:
         from matplotlib.ticker import MaxNLocator
@@ -197,26 +293,30 @@ def _against(run: RunResult, key: str, xlabel: str, title: str, scale: float = 1
         for ax in axes:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_ylabel("mean target set size")
+    axes[1].set_title("target set size, benign vs victim")
     for ax in axes:
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
+    fig.suptitle(title)
+    _legend_below(fig, list(axes))
+    return fig
 
 
-def fig4(run: RunResult) -> bytes:
+@styled
+def fig4(run: RunResult) -> Any:
     """Paper Fig. 4: reduction ratio (and benign vs victim set size) against the targets'
     benign set size (``targets.set_size``)."""
     return _against(run, "targets.set_size", "benign set size of the targets (surrogate)",
-                    f"Against benign set size, {run.dataset}, {_budget(run)}", integer_x=True)
+                    f"Against benign set size, {dataset_name(run.dataset)}, {_budget(run)}",
+                    integer_x=True)
 
 
-def fig5(run: RunResult) -> bytes:
+@styled
+def fig5(run: RunResult) -> Any:
     """Paper Fig. 5: reduction ratio against the perturbation bound eps (in 1/255)."""
     return _against(run, "eps", "perturbation bound eps (x 1/255)",
-                    f"Against perturbation bound, {run.dataset}, {_budget(run)}", scale=255.0)
+                    f"Against perturbation bound, {dataset_name(run.dataset)}, "
+                    f"{_budget(run)}", scale=255.0)
 
 
 def _budget(run: RunResult) -> str:

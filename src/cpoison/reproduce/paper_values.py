@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SOURCE = ("Li et al., Data Poisoning Attacks against Conformal Prediction, ICML 2024 "
-          "(paper text in shared/paper/; SPEC 9)")
+SOURCE = ("Li et al., Data Poisoning Attacks against Conformal Prediction, ICML 2024, "
+          "Sec. 5")
 
 
 @dataclass(frozen=True)

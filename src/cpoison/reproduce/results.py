@@ -1,11 +1,12 @@
-"""Reading a reproduction's runs back: each part's run folder (``summary.json`` and
-``config.resolved.yaml``, as :func:`cpoison.engine.driver.run` writes them) and helpers to
-pick rows and figures out of it (SPEC 6 statistics: mean and standard error)."""
+"""Reading a reproduction's runs back: each part's run folder (``summary.json``,
+``config.resolved.yaml`` and the per-victim cells of ``results.sqlite``, as
+:func:`cpoison.engine.driver.run` writes them) and helpers to pick rows and figures out of
+it (SPEC 6 statistics: mean and standard error; the claims are decided on the cells)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,15 @@ from cpoison.reproduce.experiments import Part
 
 @dataclass
 class RunResult:
-    """One finished (or partly finished) run of a part: its resolved config and summary."""
+    """One finished (or partly finished) run of a part: its resolved config, its summary
+    and its ``cells`` (one row per poisoned victim and score, as the run's database or a
+    folder of exported cells holds them; the paired statistics of the claims use these)."""
 
     part: Part
     folder: Path
     config: dict[str, Any]
     summary: dict[str, Any]
+    cells: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -37,11 +41,81 @@ class RunResult:
         return str(self.config.get("dataset", "?"))
 
     def where(self) -> str:
-        """``fashion-mnist, 2 victims x 2 repeats``: what stands behind the numbers."""
+        """``Fashion-MNIST, 4 victims x 5 repeats, ...``: what stands behind the numbers."""
         v, r = self.config.get("n_victims"), self.config.get("n_repeats")
-        return (f"{self.dataset}, preset {self.config.get('preset')}, "
+        return (f"{dataset_name(self.dataset)}, preset {self.config.get('preset')}, "
                 f"{v} victim{'s' if v != 1 else ''} x {r} repeat{'s' if r != 1 else ''}, "
-                f"alpha {self.config.get('alpha')}")
+                f"alpha {self.config.get('alpha')}; targets: {target_selection(self.config)}")
+
+    @property
+    def selection(self) -> str:
+        """The short form of the run's target selection (:func:`short_selection`)."""
+        return short_selection(self.config)
+
+
+DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+                 "cifar100": "CIFAR-100", "tiny-imagenet": "Tiny-ImageNet", "mnist": "MNIST",
+                 "digits": "digits"}
+
+
+def dataset_name(name: str) -> str:
+    """A dataset's name as a paper writes it (``fashion-mnist`` -> ``Fashion-MNIST``)."""
+    return DATASET_NAMES.get(name, name)
+
+
+def _set_rule(targets: dict[str, Any], grid: dict[str, Any]) -> tuple[str, str]:
+    """(long, short) description of the targets' surrogate set-size rule."""
+    score = str(targets.get("set_size_score") or "hps").upper()
+    sizes = grid.get("targets.set_size")
+    if sizes:
+        listed = ", ".join(str(s) for s in sizes)
+        return (f"whose surrogate {score} set holds exactly {listed} labels (one grid "
+                "point each)", f"set = {listed}")
+    if targets.get("set_size") is not None:
+        size = int(targets["set_size"])
+        return (f"whose surrogate {score} set holds exactly {size} "
+                f"label{'s' if size != 1 else ''}", f"set = {size}")
+    if targets.get("min_set_size") is not None:
+        size = int(targets["min_set_size"])
+        return (f"whose surrogate {score} set holds >= {size} labels (targets with room)",
+                f"set >= {size}")
+    return "of any surrogate set size", "any set"
+
+
+def target_selection(config: dict[str, Any]) -> str:
+    """How a run drew its targets, in words: ``50 test images of a random class per repeat
+    whose surrogate HPS set holds >= 2 labels (targets with room), classified correctly``."""
+    targets = config.get("targets") or {}
+    cls = targets.get("target_class")
+    which = "a random class per repeat" if cls is None else f"class {cls}"
+    excluded = targets.get("exclude_classes")
+    if cls is None and excluded:
+        which += f" (never {', '.join(str(c) for c in excluded)})"
+    rule, _ = _set_rule(targets, config.get("grid") or {})
+    correct = ", classified correctly by the surrogate" if targets.get(
+        "correct_only", True) else ""
+    return f"{targets.get('n_targets', 50)} test images of {which} {rule}{correct}"
+
+
+def short_selection(config: dict[str, Any]) -> str:
+    """The target selection in a few characters for a table column: ``set >= 2``."""
+    return _set_rule(config.get("targets") or {}, config.get("grid") or {})[1]
+
+
+def load_cells(folder: Path) -> list[dict[str, Any]]:
+    """The per-victim rows of the cells a run folder planned (its ``results.sqlite``); empty
+    when the folder has no database."""
+    from cpoison.experiments.store import ResultStore
+
+    path = folder / "results.sqlite"
+    if not path.is_file():
+        return []
+    db = ResultStore(path)
+    try:
+        plan = db.fact("plan")
+        return db.rows(plan) if plan else db.rows()
+    finally:
+        db.close()
 
 
 def load_run(part: Part, out: Path) -> RunResult | None:
@@ -53,7 +127,8 @@ def load_run(part: Part, out: Path) -> RunResult | None:
     data = json.loads(summary.read_text())
     if not data.get("rows"):
         return None
-    return RunResult(part, folder, yaml.safe_load(config.read_text()) or {}, data)
+    return RunResult(part, folder, yaml.safe_load(config.read_text()) or {}, data,
+                     load_cells(folder))
 
 
 def value(row: dict[str, Any] | None, metric: str) -> tuple[float | None, float | None]:
