@@ -74,7 +74,9 @@ def test_audit_of_an_image_folder_with_a_model_function(folder_audit, capsys) ->
     assert text.startswith("# Poisoning audit: `user_models:small_mlp` on `digits-png`")
     summary = text.split("## Data and setting")[0]
     for part in ("## Summary", "**In short:**", "tried to shrink the prediction sets",
-                 "noise baselines: randun", "**Do coverage and accuracy betray it?**",
+                 "noise baselines: randun", "the attack minus noise, pair by pair",
+                 "against random noise of the same size on the same images and victims",
+                 "one-sided 95 % Student t interval", "**Do coverage and accuracy betray it?**",
                  "No defense evaluated", "**How sure are these numbers?**",
                  "2 victim pair(s)", "`digit-1` (class 1)"):
         assert part in summary, part

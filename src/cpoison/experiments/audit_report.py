@@ -13,8 +13,13 @@ standard error over victims, or over repeats when there are several):
 3. *Which defense helps?* Compared per defense when the run has a ``defense`` grid; else
    "no defense evaluated".
 4. *How sure are the numbers?* How many victims (and repeats) stand behind each figure, and
-   whether the attack's effect exceeds the baseline's by more than twice their combined
-   standard error.
+   in how many cases the attack beats the baseline by the paired test below.
+
+The summary opens with the attack minus the better random-noise baseline on the same
+victims (:mod:`cpoison.experiments.paired`: per victim pair, averaged per repeat, with a
+one-sided 95 % Student t lower bound across repeats, or across victims with one repeat):
+how much of the effect is the attack's and not the noise's, and whether that is beyond
+chance.
 """
 
 from __future__ import annotations
@@ -72,15 +77,35 @@ def _class_name(classes: list[str], c: int) -> str:
     return f"`{classes[c]}` (class {c})" if 0 <= c < len(classes) else f"class {c}"
 
 
-def _significant(a: dict[str, Any], b: dict[str, Any] | None, key: str) -> bool | None:
-    """Whether a's mean exceeds b's by more than 2 combined standard errors (None when
-    there is no s.e. to judge by)."""
-    if b is None or _m(a, key) is None or _m(b, key) is None:
-        return None
-    se = math.sqrt(_se(a, key) ** 2 + _se(b, key) ** 2)
-    if math.isnan(se):
-        return None
-    return float(_m(a, key)) - float(_m(b, key)) > SIGNIFICANT * se  # type: ignore[arg-type]
+def _paired_index(summary: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """(attack, point, score, defense) -> the run's paired comparison with the better
+    baseline (``summary["paired"]``)."""
+    return {(p["attack"], p["point"], p["score"], p.get("defense") or "none"): p
+            for p in summary.get("paired") or []}
+
+
+def _paired_of(index: dict[tuple[str, str, str, str], dict[str, Any]],
+               row: dict[str, Any]) -> dict[str, Any] | None:
+    point = repr(sorted((row.get("point") or {}).items()))
+    return index.get((row["attack"], point, row["score"], row.get("defense") or "none"))
+
+
+def _paired_phrase(p: dict[str, Any], pct: bool) -> str:
+    """``+12.0 % ± 2.0 % over randga (95 % lower bound +8.3 %, beyond noise)``."""
+    scale, unit, digits = (100.0, " %", 1) if pct else (1.0, "", 3)
+
+    def num(v: float) -> str:
+        return f"{v * scale:+.{digits}f}{unit}"
+
+    text = num(p["mean"])
+    if p.get("se") is not None:
+        text += f" ± {p['se'] * scale:.{digits}f}{unit}"
+    text += f" over {p['baseline']}"
+    if p.get("lower") is None:
+        return text + " (one victim pair: no interval)"
+    word = {"held": "beyond noise", "not held": "below noise"}.get(
+        p["verdict"], "not told from noise")
+    return text + f" (95 % lower bound {num(p['lower'])}, {word})"
 
 
 def _goal_phrase(row: dict[str, Any], kind: str, goal: dict[str, Any],
@@ -116,6 +141,7 @@ def plain_summary(summary: dict[str, Any], config: dict[str, Any],
     n_train = int(facts.get("victim_train") or 0)
     by = {(r["attack"], r["score"], repr(sorted((r.get("point") or {}).items()))): r
           for r in rows}
+    paired = _paired_index(summary)
     ours = [r for r in rows if r["attack"] == ours_label]
     if not ours:
         return "No result rows: the run produced no cell.\n"
@@ -159,6 +185,9 @@ def plain_summary(summary: dict[str, Any], config: dict[str, Any],
                 base_texts.append(f"{b}: {_pm(br, metric, pct=True)}")
         if base_texts:
             text += f"; noise baselines: {', '.join(base_texts)}"
+        p = _paired_of(paired, r)
+        if p is not None and p.get("mean") is not None:
+            text += f"; the attack minus noise, pair by pair: {_paired_phrase(p, pct=True)}"
         lines.append(text + ".")
         value = _m(r, metric)
         if value is not None and not math.isnan(value) and (best is None or value > best[0]):
@@ -205,19 +234,14 @@ def plain_summary(summary: dict[str, Any], config: dict[str, Any],
                     "the same command with `--victims 5` (or more) for firmer numbers: "
                     "everything computed so far is reused.")
     if baselines:
-        verdicts = []
-        for r in ours:
-            point = repr(sorted((r.get("point") or {}).items()))
-            strongest = max((by[(b, r["score"], point)] for b in baselines
-                             if (b, r["score"], point) in by),
-                            key=lambda x: _m(x, metric) or -math.inf, default=None)
-            verdicts.append(_significant(r, strongest, metric))
-        clear = sum(v is True for v in verdicts)
-        unclear = sum(v is None for v in verdicts)
-        sure.append(f"The attack's effect exceeds the strongest noise baseline's by more "
-                    f"than two standard errors in {clear} of {len(verdicts)} budget x score "
-                    "cases" + (f" ({unclear} without a standard error to judge by)"
-                               if unclear else "") + ".")
+        cases = [p for p in (_paired_of(paired, r) for r in ours) if p is not None]
+        held = sum(p["verdict"] == "held" for p in cases)
+        no_interval = sum(p.get("lower") is None for p in cases)
+        sure.append(f"The attack beats the better noise baseline (paired difference on the "
+                    f"same victims, one-sided 95 % Student t interval above zero) in {held} "
+                    f"of {len(cases)} budget x score cases" + (
+                        f" ({no_interval} without an interval: one victim pair)"
+                        if no_interval else "") + ".")
     if len(target_classes) == 1:
         sure.append(f"Only targets of {_class_name(classes, target_classes[0])} were tried; "
                     "other classes may be more or less exposed (`--target-class`, or "
@@ -225,11 +249,14 @@ def plain_summary(summary: dict[str, Any], config: dict[str, Any],
     lines.append(" ".join(sure))
     if best is not None:
         value, r = best
-        lines[2:2] = [
-            f"**In short:** the strongest effect measured is "
-            f"{_pm(r, metric, pct=True)} ({metric.replace('_', ' ')}, "
-            f"{r['score'].upper()}, {_where(r, config)}) "
-            f"for {n_targets} targets; details below.", ""]
+        short = (f"**In short:** the strongest effect measured is "
+                 f"{_pm(r, metric, pct=True)} ({metric.replace('_', ' ')}, "
+                 f"{r['score'].upper()}, {_where(r, config)}) for {n_targets} targets")
+        p = _paired_of(paired, r)
+        if p is not None and p.get("mean") is not None:
+            short += (f"; against random noise of the same size on the same images and "
+                      f"victims, the attack's own share is {_paired_phrase(p, pct=True)}")
+        lines[2:2] = [short + "; details below.", ""]
     return "\n".join(lines) + "\n"
 
 
