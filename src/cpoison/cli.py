@@ -205,6 +205,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--surrogate-train-fn", default=None,
                    help="the attacker's training function, or 'cpoison' for the preset's "
                    "recipe (default: --train-fn)")
+    p.add_argument("--predictor", default=None, metavar="PREDICTOR",
+                   help="the conformal predictor that makes your pipeline's sets: cpoison, "
+                   "torchcp or mapie, or package.module:function / path/to/file.py:function "
+                   "naming a factory(score, alpha, generator) returning an object with "
+                   "calibrate(logits, labels) and predict(logits) (default: cpoison, "
+                   "cpoison's split CP)")
     p.add_argument("--weights", default=None,
                    help="initial weights (.safetensors) every model starts training from")
     p.add_argument("--surrogate", default=None,
@@ -482,7 +488,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         selection=args.selection, iterations=args.iterations, preset=args.preset,
         test_fraction=args.test_fraction, seed=args.seed, defenses=args.defenses,
         train_fn=args.train_fn, surrogate_train_fn=args.surrogate_train_fn,
-        label_column=args.label_column)
+        label_column=args.label_column, predictor=args.predictor)
     if args.dry_run:  # the audit's config, from the path as the audit reads it
         from cpoison.api.audit import _data_path, audit_config
 

@@ -131,6 +131,23 @@ def model_name(model: Any, what: str = "--model") -> str:
     return register_object(model, what)
 
 
+def predictor_name(predictor: Any) -> str | None:
+    """The victims' conformal predictor as a config names it: ``None`` (cpoison's split
+    CP), a name or ``package.module:function`` string as it is, or a factory given from
+    Python (a function or class called as ``factory(score, alpha, generator)``) by a name
+    for this process (:func:`cpoison.models.user.register_object`)."""
+    if predictor is None or isinstance(predictor, str):
+        return predictor
+    if not callable(predictor):
+        raise ConfigError(
+            f"predictor: expected a name (cpoison, torchcp, mapie), a "
+            f"'package.module:function' string or a factory function(score, alpha, "
+            f"generator) -> predictor, got a {type(predictor).__name__}")
+    from cpoison.models.user import register_object
+
+    return register_object(predictor, "predictor")
+
+
 def _model_spec(model: Any, weights: str | Path | None,
                 train_fn: Any = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"arch": model_name(model)}
@@ -172,6 +189,7 @@ def audit_config(
     seed: int = 0,
     setting: str = "black-box",
     defenses: Sequence[Any] | None = None,
+    predictor: Any = None,
     name: str | None = None,
 ) -> Any:
     """The :class:`~cpoison.experiments.config.ExperimentConfig` of an audit (module
@@ -184,7 +202,11 @@ def audit_config(
     (``package.module:function`` or a function), for the victims and, unless
     ``surrogate_train_fn`` says otherwise, the surrogate (``"cpoison"``: the preset's
     recipe). ``defenses``: values of the config's ``defense`` field (SPEC 7), run as a grid
-    beside each other."""
+    beside each other. ``predictor``: the conformal predictor that makes your pipeline's
+    sets: ``None`` (cpoison's split CP), ``"cpoison"``, ``"torchcp"``, ``"mapie"``, a
+    ``package.module:function`` / ``file.py:function`` string, or a factory given from
+    Python, called as ``factory(score, alpha, generator)`` and returning an object with
+    ``calibrate(logits, labels)`` and ``predict(logits)`` (a bool mask ``[N, K]``)."""
     from cpoison.experiments.config import validate_config
 
     if goal not in GOAL_KINDS:
@@ -224,6 +246,9 @@ def audit_config(
         "poison_selection": selection or goal_kind(goal).default_selection,
         "n_victims": victims, "n_repeats": repeats, "attacks": attacks, "grid": grid,
     }
+    predictor_spec = predictor_name(predictor)
+    if predictor_spec is not None:
+        raw["predictor"] = predictor_spec
     data_settings: dict[str, Any] = {}
     if test_fraction is not None:
         data_settings["test_fraction"] = test_fraction
@@ -270,7 +295,9 @@ def audit(
             ``use_cache=False`` keeps the artifacts in ``OUT/artifacts``.
         device, progress, any_device, threads, executor, executor_options: as for
             :func:`cpoison.api.runner.run_experiment`.
-        **settings: :func:`audit_config`'s keywords (``train_fn``: your training function
+        **settings: :func:`audit_config`'s keywords (``predictor``: the conformal
+            predictor that makes your pipeline's sets, a name, a spec or a factory
+            function; ``train_fn``: your training function
             ``train_fn(model, train_set, generator) -> model``, where ``train_set`` is a
             torch ``Dataset`` of ``(x, y)`` with the poisons applied; ``surrogate_train_fn``;
             ``label_column``; ``weights``, ``alpha``, ``budgets``,
@@ -303,11 +330,14 @@ def audit(
     local_only = [f"{field}.{part}" for field in ("victim", "surrogate")
                   for part in ("arch", "train_fn")
                   if is_python_object(getattr(getattr(config, field), part, None))]
+    if is_python_object(config.predictor):
+        local_only.append("predictor")
     if local_only and executor != "local":
-        raise ConfigError(f"executor {executor!r}: the model or training function given as a "
-                          f"Python object ({', '.join(local_only)}) lives in this process "
-                          "only, so the run needs executor='local'; for Ray, put it in a "
-                          "module every worker can import and pass 'package.module:function'")
+        raise ConfigError(f"executor {executor!r}: the model, training function or predictor "
+                          f"given as a Python object ({', '.join(local_only)}) lives in this "
+                          "process only, so the run needs executor='local'; for Ray, put it "
+                          "in a module every worker can import and pass "
+                          "'package.module:function'")
     written, layers = split_stores(store)
     if not use_cache:
         written = str(out / "artifacts")
@@ -326,6 +356,7 @@ def audit(
         "model": config.victim.arch if config.victim else ws.preset.model,
         "weights": config.victim.weights if config.victim else None,
         "surrogate": config.surrogate.arch if config.surrogate else ws.preset.model,
+        "predictor": config.predictor or "cpoison",
     }
     atomic_write_json(out / "audit.json", facts)
     report, text = write_audit_report(out, summary, config.model_dump(mode="json"), facts)

@@ -14,12 +14,13 @@ from cpoison.experiments.workspace import Workspace
 from cpoison.store import keys
 
 # Config fields that do not shape a poison set: how many victims and repeats evaluate it,
-# the scores, the victim architecture and the defense they are evaluated with, the run's
-# name, the other attacks and the grid (each point is keyed by its own values); ``data``
-# (how a user's data is split) is in the dataset's content digest, hence in the surrogate's
-# key; ``precision`` is in every model's key through its resolved recipe.
+# the scores, the victim architecture, the defense and the conformal predictor they are
+# evaluated with (``predictor``: in the cell's key when set), the run's name, the other
+# attacks and the grid (each point is keyed by its own values); ``data`` (how a user's data
+# is split) is in the dataset's content digest, hence in the surrogate's key; ``precision``
+# is in every model's key through its resolved recipe.
 NOT_CRAFTING = {"name", "n_victims", "n_repeats", "scores", "victim", "defense", "attacks",
-                "grid", "data", "precision"}
+                "grid", "data", "precision", "predictor"}
 
 def split_key(ws: Workspace) -> str:
     return keys.digest(dataset=ws.digest, split=keys.split_digest(ws.split))
@@ -71,7 +72,8 @@ def benign_stored(ws: Workspace, config: ExperimentConfig, key: str) -> bool:
 def cell_key(ws: Workspace, config: ExperimentConfig, repeat: int, attack_index: int,
              victim: int) -> str:
     """Key of one cell: its poisons, its benign victim, and what the setting says the
-    evaluation depends on (the victims' spec, scores, alpha, seed, the defense)."""
+    evaluation depends on (the victims' spec, scores, alpha, seed, the defense, and the
+    conformal predictor when one is set)."""
     _, eval_seed = victim_seeds(config, repeat, victim)
     return keys.cell_key(poisons=poisons_key(ws, config, repeat, attack_index),
                          benign=benign_key(ws, config, repeat, victim),

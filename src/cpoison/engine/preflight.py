@@ -3,15 +3,18 @@ model trains, each failure one message naming the field and the point.
 
 Besides classes, labels and budgets: the goal's class indices (SPEC 4.1,
 :func:`cpoison.attacks.goals.check_goal`), and a user's model functions, objects, weights
-and training functions (SPEC 12: imported, built and run once on the dataset's shape)."""
+and training functions (SPEC 12: imported, built and run once on the dataset's shape), and
+the victims' conformal predictor (imported and built once per score)."""
 
 from __future__ import annotations
 
 from cpoison.attacks.goals import check_goal, goal_kind
+from cpoison.conformal.factories import check_predictor_factory
 from cpoison.defenses import build_defense
 from cpoison.engine.grid import GridPoint
 from cpoison.errors import ConfigError
 from cpoison.experiments.config import ExperimentConfig, is_user_arch
+from cpoison.experiments.evaluation import replaces_conformal
 from cpoison.experiments.repeats import poison_budget
 from cpoison.experiments.settings import setting_for
 from cpoison.experiments.workspace import Workspace, check_train_fn
@@ -69,6 +72,7 @@ def check_point(ws: Workspace, point: GridPoint) -> None:
         raise ConfigError(f"budget {config.budget} needs {n_poisons} poisons but the {owner} "
                           f"pool has only {pool.numel()} images{where}")
     check_defense(ws, point, where)
+    check_predictor(point, where)
     setting_for(config).check(ws, config, where)
 
 
@@ -79,6 +83,26 @@ def check_defense(ws: Workspace, point: GridPoint, where: str = "") -> None:
     try:
         build_defense(point.config.defense).check_sizes(
             int(split.victim_train.numel()), int(split.victim_cal.numel()))
+    except ConfigError as err:
+        raise ConfigError(f"{err}{where}") from None
+
+
+def check_predictor(point: GridPoint, where: str = "") -> None:
+    """The victims' conformal predictor (a config's ``predictor``): refused under a
+    defense that replaces the conformal predictor (RPS); imported, and built once for
+    every score but RSCP (a missing library, a score it cannot make, a factory that
+    fails), before any model trains."""
+    config = point.config
+    if config.predictor is None:
+        return
+    if replaces_conformal(build_defense(config.defense)):
+        raise ConfigError(f"predictor {config.predictor!r}: defense {config.defense.name!r} "
+                          "replaces the victims' conformal predictor (its own calibration "
+                          "and vote), so the sets cannot come from your predictor; leave "
+                          f"predictor unset to evaluate {config.defense.name!r}, or use "
+                          f"another defense{where}")
+    try:
+        check_predictor_factory(config.predictor, config.scores, config.alpha)
     except ConfigError as err:
         raise ConfigError(f"{err}{where}") from None
 

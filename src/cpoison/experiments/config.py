@@ -325,6 +325,11 @@ class ExperimentConfig(BaseModel):
         None, description="victim architecture and arguments (default: the preset's)")
     alpha: float = Field(0.1, gt=0, lt=1)
     scores: tuple[str, ...] = ("hps", "aps", "raps")
+    predictor: str | None = Field(
+        None, description="the victims' conformal predictor: a name (cpoison, torchcp, "
+        "mapie) or package.module:function / file.py:function naming a factory(score, "
+        "alpha, generator) -> predictor with calibrate(logits, labels) and "
+        "predict(logits); unset: cpoison's split CP")
     goal: Goal = Goal()
     targets: TargetConfig = TargetConfig()
     budget: float = Field(0.02, gt=0, le=1, description="#poisons / |victim train|")
@@ -398,6 +403,21 @@ class ExperimentConfig(BaseModel):
         except ConfigError as err:
             raise ValueError(str(err)) from None
 
+    @field_validator("predictor")
+    @classmethod
+    def _predictor(cls, value: str | None) -> str | None:
+        """A known name (lower case) or a well-formed spec; ``cpoison`` is the default and
+        reads as unset, so it leaves every key as it was."""
+        if value is None:
+            return None
+        from cpoison.conformal.factories import check_predictor  # imports scikit-learn
+
+        try:
+            value = check_predictor(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return None if value == "cpoison" else value
+
     @field_validator("grid")
     @classmethod
     def _grid(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -420,6 +440,11 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"{name}: the transfer setting has no {name} architecture; "
                                  f"set transfer.extractor (and transfer."
                                  f"{'surrogate_head' if name == 'surrogate' else 'head'})")
+        if self.transfer.conformal == "full" and self.predictor is not None:
+            raise ValueError(f"predictor {self.predictor!r}: full CP (transfer.conformal: "
+                             "full) refits the victim's head for every candidate label and "
+                             "has no calibrate / predict split for another predictor; use "
+                             "transfer.conformal: split, or leave predictor unset")
         if self.transfer.conformal == "full" and "rscp" in self.scores:
             raise ValueError("scores: RSCP has no full-CP form; drop 'rscp' or use "
                              "transfer.conformal: split")
@@ -428,8 +453,10 @@ class ExperimentConfig(BaseModel):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
-        if isinstance(data, dict) and data.get("transfer", 0) is None:
-            data.pop("transfer")  # from-scratch configs dump (and hash) as before
+        if isinstance(data, dict):
+            for optional in ("transfer", "predictor"):  # unset: dumps (and hashes) as before
+                if data.get(optional, 0) is None:
+                    data.pop(optional)
         return data  # type: ignore[no-any-return]
 
     @model_validator(mode="after")

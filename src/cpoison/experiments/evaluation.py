@@ -12,8 +12,10 @@ import torch
 import torch.nn as nn
 
 from cpoison.conformal import RSCP, RSCPConformal, SplitConformal, build_score
+from cpoison.conformal.adapters import PredictorFactory, conformal_sets
 from cpoison.conformal.scores import ConformalScore
 from cpoison.defenses.base import Defense
+from cpoison.errors import ConfigError
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
 
@@ -46,6 +48,7 @@ def score_sets(
     cal_logits: torch.Tensor, cal_y: torch.Tensor, test_logits: torch.Tensor,
     predictor: Callable[[ConformalScore], Any] | None = None,
     rscp: Callable[[torch.Generator], torch.Tensor] | str | None = None,
+    factory: PredictorFactory | None = None,
 ) -> ModelEval:
     """The one score loop of every setting: for each score, calibrate ``predictor(score)``
     (default split CP) on ``cal_logits`` / ``cal_y`` and predict sets on ``test_logits``
@@ -55,7 +58,17 @@ def score_sets(
     score), so a benign and a poisoned victim with the same seed are paired. ``rscp``: the
     RSCP sets [N_test, K] for a generator, or a string saying why RSCP cannot run (the
     score is then reported as unsupported, without sets). A predictor that can certify
-    its sets (RPS) adds the certificate of the targets' sets for non-randomized scores."""
+    its sets (RPS) adds the certificate of the targets' sets for non-randomized scores.
+
+    ``factory``: the user's conformal predictor (a config's ``predictor``,
+    :mod:`cpoison.conformal.factories`). When set, every score but RSCP gets its sets from
+    :func:`~cpoison.conformal.adapters.conformal_sets` ``(factory, score, alpha, generator,
+    ...)`` with the same seeded generator per score (so a benign and a poisoned victim stay
+    paired) instead of ``predictor``; RSCP smooths the model itself and stays cpoison's.
+    It cannot be combined with ``predictor`` (a defense's own predictor)."""
+    if factory is not None and predictor is not None:
+        raise ConfigError("the victims' conformal predictor (predictor) cannot replace a "
+                          "defense's own conformal predictor")
     if predictor is None:
         def predictor(score: ConformalScore) -> Any:
             return SplitConformal(score, alpha)
@@ -71,6 +84,9 @@ def score_sets(
                 facts[name] = {"unsupported": rscp or "RSCP cannot run here"}
                 continue
             all_sets = rscp(gen)
+        elif factory is not None:
+            all_sets = conformal_sets(factory, name, alpha, gen, cal_logits, cal_y,
+                                      test_logits).cpu()
         else:
             score = build_score(name)
             cp = predictor(score).calibrate(cal_logits, cal_y, gen)
@@ -86,16 +102,16 @@ def score_sets(
 
 def evaluate_model(
     ws: Workspace, model: nn.Module, views: EvalViews, scores: tuple[str, ...],
-    alpha: float, seed: int,
+    alpha: float, seed: int, factory: PredictorFactory | None = None,
 ) -> ModelEval:
     """Sets of every score for every group of one model calibrated on the victim's
-    calibration set (:func:`score_sets`)."""
+    calibration set (:func:`score_sets`; ``factory``: the user's conformal predictor)."""
     ds, split = ws.dataset, ws.split
     return score_sets(
         ws, views, scores, alpha, seed,
         cal_logits=ws.logits(model, ds.train_images[split.victim_cal]),
         cal_y=ds.train_labels[split.victim_cal], test_logits=ws.logits(model, ds.test_images),
-        rscp=lambda gen: rscp_sets(ws, model, alpha, gen))
+        rscp=lambda gen: rscp_sets(ws, model, alpha, gen), factory=factory)
 
 
 def rscp_sets(ws: Workspace, model: nn.Module, alpha: float, generator: torch.Generator,
@@ -115,9 +131,15 @@ def rscp_sets(ws: Workspace, model: nn.Module, alpha: float, generator: torch.Ge
 # -- victims under a defense (SPEC 7) -------------------------------------------------------
 
 
+def replaces_conformal(defense: Defense) -> bool:
+    """Whether ``defense`` brings its own conformal predictor (RPS: calibration partitions
+    and a vote), which a user's ``predictor`` cannot stand in for."""
+    return type(defense).conformal is not Defense.conformal
+
+
 def evaluate_victim(
     ws: Workspace, defense: Defense, models: list[nn.Module], views: EvalViews,
-    scores: tuple[str, ...], alpha: float, seed: int,
+    scores: tuple[str, ...], alpha: float, seed: int, factory: PredictorFactory | None = None,
 ) -> ModelEval:
     """:func:`evaluate_model` of a victim trained under ``defense`` (its ``models`` from
     ``defense.fit``). With no defense this *is* :func:`evaluate_model` (same numbers).
@@ -129,9 +151,17 @@ def evaluate_victim(
     :func:`evaluate_model`; RSCP runs on the single model of a defense that supports it and
     is reported as unsupported (``facts[score]["unsupported"]``, no sets) otherwise. A
     predictor that can certify its sets (RPS, non-randomized score) adds the certificate
-    of the targets' sets (``facts[score]["certificate"]``)."""
+    of the targets' sets (``facts[score]["certificate"]``).
+
+    ``factory`` (the user's conformal predictor) makes the sets of every score but RSCP in
+    place of the defense's split CP; a defense that replaces the conformal predictor
+    (:func:`replaces_conformal`) refuses it (the engine's pre-flight says so before
+    anything trains)."""
     if defense.name == "none":
-        return evaluate_model(ws, models[0], views, scores, alpha, seed)
+        return evaluate_model(ws, models[0], views, scores, alpha, seed, factory)
+    if factory is not None and replaces_conformal(defense):
+        raise ConfigError(f"defense {defense.name!r} replaces the victims' conformal "
+                          "predictor, so a config's predictor cannot make their sets")
     ds, split = ws.dataset, ws.split
     cal_x, cal_y = ds.train_images[split.victim_cal], ds.train_labels[split.victim_cal]
     adapted = defense.adapt(models, cal_x, cal_y, seed, ws.device)
@@ -145,4 +175,5 @@ def evaluate_victim(
     return score_sets(
         ws, views, scores, alpha, seed, cal_logits=defense.logits(models, cal_x, ws.device, batch),
         cal_y=cal_y, test_logits=defense.logits(models, ds.test_images, ws.device, batch),
-        predictor=lambda score: defense.conformal(score, alpha, cal_x), rscp=rscp)
+        predictor=None if factory is not None
+        else lambda score: defense.conformal(score, alpha, cal_x), rscp=rscp, factory=factory)

@@ -43,6 +43,7 @@ from cpoison.experiments.repeats import (
     views_of,
 )
 from cpoison.experiments.settings import Victim, setting_for
+from cpoison.experiments.settings.base import predictor_key
 from cpoison.experiments.settings.scratch import (  # noqa: F401 (importable here)
     benign_data,
     surrogate_data,
@@ -312,12 +313,14 @@ def evaluated_benign(
     views: EvalViews, n_poisons: int = 0,
 ) -> tuple[Victim, ModelEval]:
     """Benign victim ``victim`` and its evaluation, computed once per process for every
-    attack and grid point that shares it (the same victim, defense, scores, alpha and
-    targets): a filter defense is not run again, nor RSCP's noisy passes."""
+    attack and grid point that shares it (the same victim, defense, conformal predictor,
+    scores, alpha and targets): a filter defense is not run again, nor RSCP's noisy
+    passes."""
     setting = setting_for(config)
     _, eval_seed = victim_seeds(config, repeat, victim)
     key = (str(ws.store.root), ws.device.type, setting.benign_key(ws, config, repeat, victim),
-           repr(config.defense), tuple(config.scores), config.alpha, eval_seed,
+           repr(config.defense), repr(predictor_key(config)), tuple(config.scores),
+           config.alpha, eval_seed,
            tuple(views.targets.tolist()),
            n_poisons if setting.benign_evaluation_needs_poisons() else None)
     cache = _BENIGN_EVALUATIONS

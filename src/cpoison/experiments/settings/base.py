@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import torch.nn as nn
 
 from cpoison.attacks import AttackContext, PoisonSet
+from cpoison.conformal.adapters import PredictorFactory
+from cpoison.conformal.factories import predictor_factory, predictor_identity
 from cpoison.defenses import Defense, DefenseOutcome
 from cpoison.experiments.config import ExperimentConfig
 from cpoison.experiments.evaluation import EvalViews, ModelEval
@@ -36,6 +38,27 @@ def defense_key(config: ExperimentConfig) -> Any:
     """The defense's part of the victims' and the cells' keys: its settings, or ``None`` for
     no defense (keys as before defenses existed)."""
     return None if config.defense.name == "none" else config.defense
+
+
+def predictor_key(config: ExperimentConfig) -> Any:
+    """The victims' conformal predictor's part of the cells' keys
+    (:func:`cpoison.conformal.factories.predictor_identity`: a built-in name, or a user's
+    spec with the digest of its source), or ``None`` for cpoison's split CP (keys as before
+    the field existed)."""
+    return None if config.predictor is None else predictor_identity(config.predictor)
+
+
+def evaluation_part(config: ExperimentConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """A cell key's ``evaluation`` part with the predictor's identity added when one is set
+    (unset: the part as it was, so stored cells stay valid)."""
+    key = predictor_key(config)
+    return evaluation if key is None else {**evaluation, "predictor": key}
+
+
+def victim_factory(config: ExperimentConfig) -> PredictorFactory | None:
+    """The factory of the config's ``predictor`` (imported now), or ``None`` for cpoison's
+    split CP."""
+    return None if config.predictor is None else predictor_factory(config.predictor)
 
 
 @dataclass

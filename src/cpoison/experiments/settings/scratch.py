@@ -2,7 +2,7 @@
 architecture trained on D^tr; every victim is a model of the victim's architecture trained
 with the preset's recipe on the victim training set (plus the poisons), under the config's
 defense (:mod:`cpoison.experiments.defended`), and evaluated on the victim's calibration
-set with every score."""
+set with every score (by the config's ``predictor`` when one is set)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from cpoison.experiments.config import ExperimentConfig
 from cpoison.experiments.defended import fit_victim
 from cpoison.experiments.evaluation import EvalViews, ModelEval, evaluate_victim
 from cpoison.experiments.repeats import repeat_seed, victim_seeds
-from cpoison.experiments.settings.base import Setting, Victim, defense_key
+from cpoison.experiments.settings.base import (
+    Setting,
+    Victim,
+    defense_key,
+    evaluation_part,
+    victim_factory,
+)
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed
 from cpoison.training import TrainSet
@@ -71,9 +77,9 @@ class Scratch(Setting):
                    ) -> dict[str, Any]:
         return {
             "victim": ws.spec(config.victim).model_dump(mode="json"),
-            "evaluation": {"scores": list(config.scores), "alpha": config.alpha,
-                           "seed": eval_seed, "rscp_samples": ws.preset.rscp_samples
-                           if "rscp" in config.scores else None},
+            "evaluation": evaluation_part(config, {
+                "scores": list(config.scores), "alpha": config.alpha, "seed": eval_seed,
+                "rscp_samples": ws.preset.rscp_samples if "rscp" in config.scores else None}),
             "defense": defense_key(config),
         }
 
@@ -81,4 +87,4 @@ class Scratch(Setting):
                  views: EvalViews, eval_seed: int, defense: Defense,
                  n_poisons: int) -> ModelEval:
         return evaluate_victim(ws, defense, victim.outcome.models, views, config.scores,
-                               config.alpha, eval_seed)
+                               config.alpha, eval_seed, victim_factory(config))

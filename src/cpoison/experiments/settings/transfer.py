@@ -21,8 +21,9 @@ changes is what a "model" is:
   data, a seeded ``victim_subsample`` of the victim training set drawn with the victim's
   seed, plus the poisons' features (poisons are input-space deltas: their features go
   through the extractor); benign heads are stored under :func:`keys.head_key`;
-* **evaluation**: split CP on the victim's calibration features (HPS / APS / RAPS; RSCP
-  smooths the extractor + head as one module), or full CP of the victim's head on its
+* **evaluation**: split CP on the victim's calibration features (HPS / APS / RAPS, by the
+  config's ``predictor`` when one is set; RSCP smooths the extractor + head as one
+  module), or full CP (which refuses a ``predictor``) of the victim's head on its
   training data plus the poisons, for the targets and a seeded ``full_cp.eval_size``
   sample of the evaluation set; the rows are the from-scratch rows plus the transfer facts
   (head gradient norms, the second-order residual, full-CP timings).
@@ -64,7 +65,13 @@ from cpoison.experiments.evaluation import (
     score_sets,
 )
 from cpoison.experiments.repeats import repeat_seed, victim_seeds
-from cpoison.experiments.settings.base import Setting, Victim, defense_key
+from cpoison.experiments.settings.base import (
+    Setting,
+    Victim,
+    defense_key,
+    evaluation_part,
+    victim_factory,
+)
 from cpoison.experiments.workspace import Workspace
 from cpoison.seeding import derive_seed, make_generator
 from cpoison.store import keys
@@ -560,11 +567,12 @@ class Transfer(Setting):
         tc = self.tc
         return {
             "victim": {"transfer_head": tc.head, "victim_subsample": tc.victim_subsample},
-            "evaluation": {"scores": list(config.scores), "alpha": config.alpha,
-                           "seed": eval_seed, "conformal": tc.conformal,
-                           "full_cp": tc.full_cp if tc.conformal == "full" else None,
-                           "rscp_samples": ws.preset.rscp_samples if "rscp" in config.scores
-                           else None},
+            "evaluation": evaluation_part(config, {
+                "scores": list(config.scores), "alpha": config.alpha, "seed": eval_seed,
+                "conformal": tc.conformal,
+                "full_cp": tc.full_cp if tc.conformal == "full" else None,
+                "rscp_samples": ws.preset.rscp_samples if "rscp" in config.scores
+                else None}),
             "defense": defense_key(config),
         }
 
@@ -592,12 +600,16 @@ class Transfer(Setting):
         """Split CP of the head on the calibration features (no defense); under a defense,
         the defense's predictor on extractor + head (images); full CP of the head on its
         training features (:meth:`evaluate_full`)."""
+        factory = victim_factory(config)
         if defense.name != "none":
             return evaluate_victim(ws, defense, victim.outcome.models, views, config.scores,
-                                   config.alpha, eval_seed)
+                                   config.alpha, eval_seed, factory)
         head = victim.outcome.models[0]
         feats = self.clean_features(ws, config)
         if self.tc.conformal == "full":
+            if factory is not None:  # the config refuses it; a guard for direct callers
+                raise ConfigError("full CP (transfer.conformal: full) cannot use a config's "
+                                  "predictor; use transfer.conformal: split")
             x, y = victim.train
             gen = make_generator(derive_seed(eval_seed, "full-cp-train-u"))
             n_clean = int(self.victim_ids_count(ws, config))
@@ -611,7 +623,8 @@ class Transfer(Setting):
         return score_sets(
             ws, views, config.scores, config.alpha, eval_seed, cal_logits=cal_logits,
             cal_y=ws.dataset.train_labels[ws.split.victim_cal], test_logits=test_logits,
-            rscp=lambda gen: rscp_sets(ws, TransferModel(ext, head).eval(), config.alpha, gen))
+            rscp=lambda gen: rscp_sets(ws, TransferModel(ext, head).eval(), config.alpha, gen),
+            factory=factory)
 
     def victim_ids_count(self, ws: Workspace, config: ExperimentConfig) -> int:
         """How many clean training points a victim has (the same for every victim)."""
