@@ -265,8 +265,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("experiments", nargs="*", metavar="E",
                    help="experiment ids E1 ... E7 (default: all)")
     p.add_argument("--scale", default="cpu", choices=SCALES,
-                   help="cpu (Fashion-MNIST, under 2 h on 2 cores), paper (the "
-                   "paper's GPU presets) or test (digits, seconds)")
+                   help="cpu (Fashion-MNIST, 4 victim pairs x 5 repeats, about 14 h on 2 "
+                   "cores; resumable, and exported cells let other machines finish it), "
+                   "paper (the paper's GPU presets) or test (digits, seconds)")
     p.add_argument("--out", required=True, help="output folder (re-running it resumes)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a value in every config (dotted key)")
@@ -519,7 +520,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from cpoison.engine.cells import is_cells_folder, report_from_cells
     from cpoison.engine.driver import report_from_run
+    from cpoison.reproduce import cells as reproduction
 
+    if reproduction.is_reproduction_cells(args.run):
+        for path in reproduction.report_from_cells(args.run, args.out or args.run):
+            print(f"wrote {path}")
+        return 0
     if is_cells_folder(args.run):
         for path in report_from_cells(args.run, args.out):
             print(f"wrote {path}")
@@ -531,6 +537,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_export_cells(args: argparse.Namespace) -> int:
     from cpoison.engine.cells import export_cells
 
+    run = Path(args.run)
+    if (run / "reproduce.json").is_file() and not (run / "config.resolved.yaml").is_file():
+        from cpoison.reproduce.cells import export_reproduction
+
+        counts = export_reproduction(run, args.folder)
+        print(f"exported the reproduction's parts to {args.folder}: " + ", ".join(
+            f"{name} {n} cells" for name, n in counts.items()))
+        return 0
     done = export_cells(args.run, args.folder, args.name)
     print(f"exported {done.written} cells ({done.unchanged} already there) to {done.folder} "
           f"as run {done.name}")

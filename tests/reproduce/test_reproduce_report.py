@@ -247,3 +247,14 @@ def test_report_rebuilt_from_exported_cells(reproduction: Reproduction,
     for name in ("fig1-e1-over.pdf", "claims.tex", "table-e3-main.csv"):
         assert (tmp_path / "rebuilt" / name).is_file(), name
     assert page.is_file() and str(tmp_path) not in md
+
+
+def test_the_cli_exports_a_reproduction_and_rebuilds_its_report(
+        reproduction: Reproduction, tmp_path: Path, capsys) -> None:
+    """``cpoison export-cells OUT FOLDER`` on a reproduction's folder exports every part;
+    ``cpoison report FOLDER --out DIR`` rebuilds the whole report from those cells."""
+    assert main(["export-cells", str(reproduction.out), str(tmp_path / "cells")]) == 0
+    assert "E1-over" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "cells"), "--out", str(tmp_path / "rebuilt")]) == 0
+    md = (tmp_path / "rebuilt" / "report.md").read_text()
+    assert _claims_table(md) == _claims_table((reproduction.out / "report.md").read_text())
