@@ -321,6 +321,8 @@ def test_an_audit_takes_a_predictor_function(tmp_path):
     facts = json.loads((result.out / "audit.json").read_text())
     assert facts["predictor"].startswith("@python:")
     assert json.loads((plain.out / "audit.json").read_text())["predictor"] == "cpoison"
+    assert "(your predictor, given from Python)" in result.text
+    assert "(cpoison's own predictor)" in plain.text
     assert plain.summary["trained_models"] == 0
     for score in ("hps", "aps"):
         assert _rows(result.summary, score) == _rows(plain.summary, score)

@@ -171,8 +171,13 @@ def test_functional_api_in_a_few_lines() -> None:
         assert float((bases + poisons.delta).min()) >= 0
         result = cpoison.evaluate_sets(model, x[170:250], y[170:250], x[250:], y[250:],
                                        score="aps", alpha=0.1)
+        named = cpoison.evaluate_sets(model, x[170:250], y[170:250], x[250:], y[250:],
+                                      score="hps", alpha=0.1, predictor="cpoison")
+        own = cpoison.evaluate_sets(model, x[170:250], y[170:250], x[250:], y[250:],
+                                    score="hps", alpha=0.1)
     assert result["sets"].shape == (50, 3) and 0 <= result["coverage"] <= 1
     assert result["mean_size"] > 0 and 0 <= result["accuracy"] <= 1
+    assert torch.equal(named["sets"], own["sets"])  # a predictor by name, as configs take it
 
 
 def test_the_cli_takes_a_training_function_and_a_label_column(tmp_path: Path, capsys) -> None:

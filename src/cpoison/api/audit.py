@@ -312,11 +312,11 @@ def audit(
     Raises:
         ConfigError, DataError: any bad input, before anything is trained.
     """
+    from cpoison.api.runner import run_options
     from cpoison.engine.driver import check_output_folder, run
     from cpoison.engine.grid import expand_grid
-    from cpoison.engine.runtime import RunOptions, workspace_for
+    from cpoison.engine.runtime import workspace_for
     from cpoison.experiments.audit_report import write_audit_report
-    from cpoison.store.artifacts import split_stores
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -338,11 +338,8 @@ def audit(
                           "process only, so the run needs executor='local'; for Ray, put it "
                           "in a module every worker can import and pass "
                           "'package.module:function'")
-    written, layers = split_stores(store)
-    if not use_cache:
-        written = str(out / "artifacts")
-    opts = RunOptions(store=written, layers=layers, device=device, progress=progress,
-                      any_device=any_device, threads=threads)
+    opts = run_options(out, store, use_cache, device=device, progress=progress,
+                       any_device=any_device, threads=threads)
     summary = run(config, out, opts, executor, executor_options)
     ws = workspace_for(opts, expand_grid(config)[0].config)
     ds = ws.dataset

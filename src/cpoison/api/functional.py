@@ -24,6 +24,7 @@ from torch import nn
 from cpoison.attacks import AttackConfig, AttackContext, Goal, PoisonSet, build_attack
 from cpoison.conformal import coverage, mean_size
 from cpoison.conformal.adapters import as_sets, conformal_sets, cpoison_factory
+from cpoison.conformal.factories import predictor_factory
 from cpoison.errors import ConfigError
 from cpoison.models.user import check_model
 from cpoison.seeding import derive_seed, make_generator
@@ -196,10 +197,11 @@ def evaluate_sets(
             :func:`craft_poisons`) and labels.
         score: ``hps``, ``aps``, ``raps`` or ``nll`` (cpoison's split CP).
         alpha: the miscoverage level.
-        predictor: your own conformal predictor instead: a factory ``(score, alpha,
-            generator) -> predictor`` or a predictor object, with ``calibrate(logits,
-            labels)`` and ``predict(logits)`` (e.g.
-            :class:`cpoison.conformal.adapters.MapiePredictor`).
+        predictor: your own conformal predictor instead: a name (``"torchcp"``,
+            ``"mapie"``, ``"cpoison"``) or ``package.module:function`` naming a factory, as
+            a config's ``predictor`` takes it; a factory ``(score, alpha, generator) ->
+            predictor``; or a predictor object, with ``calibrate(logits, labels)`` and
+            ``predict(logits)`` (e.g. :class:`cpoison.conformal.adapters.MapiePredictor`).
         seed: the seed of randomised scores.
 
     Returns:
@@ -217,6 +219,8 @@ def evaluate_sets(
     gen = make_generator(derive_seed(seed, "evaluate-sets"))
     if predictor is None:
         factory = cpoison_factory
+    elif isinstance(predictor, str):
+        factory = predictor_factory(predictor)
     elif callable(getattr(predictor, "calibrate", None)):
         def factory(_score: str, _alpha: float, _gen: torch.Generator) -> Any:
             return predictor

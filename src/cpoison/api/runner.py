@@ -39,13 +39,21 @@ def run_experiment(
     of cells exported from another machine, :mod:`cpoison.engine.cells`).
     ``use_cache=False`` writes to ``out/artifacts`` instead (the read-only layers are still
     read), so every model of a new run is trained afresh (and the run still resumes)."""
+    opts = run_options(out, store, use_cache, data_root=str(data_root) if data_root else None,
+                       device=device, progress=progress, any_device=any_device,
+                       threads=threads)
+    return run(config, out, opts, executor, executor_options)
+
+
+def run_options(out: str | Path, store: StoreSpec, use_cache: bool, **options: Any
+                ) -> RunOptions:
+    """The engine's options of a run into ``out``: the first of ``store`` written, the
+    others read only; ``use_cache=False`` writes ``out/artifacts`` instead (the read-only
+    layers are still read). ``options``: the other :class:`RunOptions` fields."""
     written, layers = split_stores(store)
     if not use_cache:
         written = str(Path(out) / "artifacts")
-    opts = RunOptions(store=written, layers=layers,
-                      data_root=str(data_root) if data_root else None, device=device,
-                      progress=progress, any_device=any_device, threads=threads)
-    return run(config, out, opts, executor, executor_options)
+    return RunOptions(store=written, layers=layers, **options)
 
 
 def run_from_config(config_path: str | Path, overrides: list[str], out: str | Path,

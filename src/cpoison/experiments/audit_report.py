@@ -77,6 +77,17 @@ def _class_name(classes: list[str], c: int) -> str:
     return f"`{classes[c]}` (class {c})" if 0 <= c < len(classes) else f"class {c}"
 
 
+def _predictor_words(predictor: str | None) -> str:
+    """Who made the victims' sets, in words."""
+    if not predictor or predictor == "cpoison":
+        return "cpoison's own predictor"
+    if predictor in ("torchcp", "mapie"):
+        return {"torchcp": "TorchCP's", "mapie": "MAPIE's"}[predictor] + " split predictor"
+    if predictor.startswith("@python:"):
+        return "your predictor, given from Python"
+    return f"your predictor `{predictor}`"
+
+
 def _paired_index(summary: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """(attack, point, score, defense) -> the run's paired comparison with the better
     baseline (``summary["paired"]``)."""
@@ -164,9 +175,10 @@ def plain_summary(summary: dict[str, Any], config: dict[str, Any],
         f"({config['setting']}): it trains its own copy of your model "
         f"(`{facts.get('surrogate')}`) on {facts.get('attacker_train', '?')} images of its "
         f"own and crafts the poisons on it. Your pipeline: `{facts.get('model')}` trained on "
-        f"{n_train} images, split conformal prediction at alpha = {alpha} calibrated on "
-        f"{facts.get('victim_cal', '?')} clean images. Targets: up to {n_targets} test "
-        f"images of {', '.join(_class_name(classes, c) for c in target_classes)}.",
+        f"{n_train} images, split conformal prediction at alpha = {alpha} "
+        f"({_predictor_words(facts.get('predictor') or config.get('predictor'))}) "
+        f"calibrated on {facts.get('victim_cal', '?')} clean images. Targets: up to "
+        f"{n_targets} test images of {', '.join(_class_name(classes, c) for c in target_classes)}.",
         "",
         "**How far the targets' sets move** (attack vs random noise of the same size on "
         "the same images):",
