@@ -24,13 +24,13 @@ def main(argv: list[str] | None = None) -> None:
     path = Path((argv or sys.argv[1:])[0])
     summary = json.loads((path / "summary.json" if path.is_dir() else path).read_text())
     paired = {(p["attack"], p["score"], p["point"]): p for p in summary.get("paired", [])}
-    print("| bases | attack | score | reduction | normalized | minus better baseline "
+    print("| grid point | attack | score | reduction | normalized | minus better baseline "
           "(paired) | 95 % lower bound | verdict | coverage benign / poisoned | consistency "
           "| n | craft s |")
     print("|---" * 12 + "|")
     for r in summary["rows"]:
         point = repr(sorted((r.get("point") or {}).items()))
-        bases = (r.get("point") or {}).get("poison_selection", "")
+        bases = ", ".join(f"{k}={v}" for k, v in (r.get("point") or {}).items())
         p = paired.get((r["attack"], r["score"], point))
         diff = lower = verdict = "-"
         if p and p.get("mean") is not None:
