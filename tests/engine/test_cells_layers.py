@@ -153,6 +153,24 @@ def test_report_rebuilds_from_a_folder_of_cells(uninterrupted, half_way, tmp_pat
         "missing_cells"] == 5
 
 
+def test_runs_that_share_cells_keep_their_own_grid_points(uninterrupted, tmp_path):
+    """A run naming the same cells by another grid (one budget, no grid) computes none of
+    them, and after both are exported into one folder each run's report still places the
+    shared cells at its own grid point."""
+    whole_root, whole = uninterrupted
+    plain_config = tiny_config(budget=0.05)
+    plain = run(plain_config, tmp_path / "plain", whole_root / "store")
+    assert plain["computed_cells"] == 0
+    export_cells(whole_root / "out", tmp_path / "cells", name="grid")
+    export_cells(tmp_path / "plain", tmp_path / "cells", name="plain")  # rewrites 4 files
+    assert main(["report", str(tmp_path / "cells"), "--out", str(tmp_path / "report")]) == 0
+    grid = json.loads((tmp_path / "report" / "grid" / "summary.json").read_text())
+    assert comparable(grid["rows"]) == comparable(whole["rows"])
+    again = json.loads((tmp_path / "report" / "plain" / "summary.json").read_text())
+    assert comparable(again["rows"]) == comparable(plain["rows"])
+    assert {json.dumps(r["point"]) for r in again["rows"]} == {"{}"}
+
+
 def test_keys_do_not_depend_on_paths_or_the_machine_name(tmp_path, monkeypatch):
     def plan(store, data_root):
         clear_caches()

@@ -8,6 +8,12 @@ The folder has the artifact store's layout for cells, so it *is* a store layer::
                                           attack, victim and the rows of every score
     FOLDER/runs/<name>/config.resolved.yaml   the config of an exported run
     FOLDER/runs/<name>/plan.json              its planned cell keys, in report order
+    FOLDER/runs/<name>/cells.json             where each of its cells sits in that run:
+                                              key -> grid point, repeat, attack, victim
+
+A cell's numbers depend only on its content, so two runs can share one (the same attack on
+the same victims, named by another grid): the cell file holds one run's labels, and each
+run's ``cells.json`` its own, which the report uses.
 
 Cell files are small, strict JSON with sorted keys, and their names are content keys
 (:mod:`cpoison.store.keys`): the same cell exported from two machines is the same file, so
@@ -36,6 +42,8 @@ from cpoison.store.artifacts import ArtifactStore
 log = logging.getLogger(__name__)
 
 CELLS_FORMAT = 1
+PLACE = ("point", "repeat", "attack", "victim")
+"""What places a cell in its run (its labels there), as opposed to its numbers."""
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -88,6 +96,8 @@ def export_cells(run: str | Path, folder: str | Path, name: str | None = None) -
     target.put(f"runs/{name}", "config.resolved", ".yaml",
                (run / "config.resolved.yaml").read_bytes())
     target.put(f"runs/{name}", "plan", ".json", _json_bytes(plan))
+    target.put(f"runs/{name}", "cells", ".json", _json_bytes({
+        cell["key"]: {field: cell[field] for field in PLACE} for cell in cells}))
     log.info("exported %d cells (%d already there) of %s to %s", written, unchanged, run,
              folder)
     return Export(written, unchanged, name, str(folder))
@@ -105,6 +115,20 @@ def read_cell(store: ArtifactStore, key: str) -> dict[str, Any] | None:
     if not isinstance(record, dict) or not record.get("rows"):
         return None
     return record
+
+
+def _places(run: Path) -> dict[str, dict[str, Any]]:
+    """The run's own labels of its cells (``cells.json``; empty for a folder exported
+    before it existed, whose cell files then give them)."""
+    path = run / "cells.json"
+    if not path.is_file():
+        return {}
+    try:
+        places = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: unreadable ({err})") from None
+    return {key: {field: place[field] for field in PLACE if field in place}
+            for key, place in places.items()}
 
 
 def report_from_cells(folder: str | Path, out: str | Path | None = None) -> list[Path]:
@@ -130,14 +154,15 @@ def report_from_cells(folder: str | Path, out: str | Path | None = None) -> list
         except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
             raise ConfigError(f"{run}: unreadable exported run ({err})") from None
         config = validate_config(raw, str(config_path))
+        places = _places(run)
         rows, missing = [], 0
         for key in plan:
             record = read_cell(store, key)
             if record is None:
                 missing += 1
                 continue
-            point = record.get("point") or {}
-            rows.extend({**row, "cell": key, "point": point} for row in record["rows"])
+            place = places.get(key) or {"point": record.get("point") or {}}
+            rows.extend({**row, "cell": key, **place} for row in record["rows"])
         if missing:
             log.warning("%s: %d of %d planned cells are not in %s; the report leaves them "
                         "out", run.name, missing, len(plan), folder)
