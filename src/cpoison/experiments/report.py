@@ -118,10 +118,12 @@ def _save(fig: plt.Figure, path: Path) -> None:
     """The figure as PNG at ``path`` (shown in the report) and as PDF and SVG beside it
     (vector copies for a paper)."""
     undated = {"png": None, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
-    for fmt, metadata in undated.items():  # no date inside: the same run, the same bytes
-        target = path.with_suffix(f".{fmt}")
-        atomic_write(target, lambda p, f=fmt, m=metadata: fig.savefig(
-            p, dpi=120, bbox_inches="tight", format=f, metadata=m))
+    # no date inside and fixed SVG ids: the same run, the same bytes
+    with plt.rc_context({"svg.hashsalt": "cpoison"}):
+        for fmt, metadata in undated.items():
+            target = path.with_suffix(f".{fmt}")
+            atomic_write(target, lambda p, f=fmt, m=metadata: fig.savefig(
+                p, dpi=120, bbox_inches="tight", format=f, metadata=m))
     plt.close(fig)
 
 

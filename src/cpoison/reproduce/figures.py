@@ -64,10 +64,11 @@ def _render(fig: Any) -> Rendered:
     """The figure in every format (no date inside), then closed."""
     undated = {"png": None, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
     out = {}
-    for fmt in FORMATS:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight", metadata=undated[fmt])
-        out[fmt] = buf.getvalue()
+    with plt.rc_context({"svg.hashsalt": "cpoison"}):  # fixed SVG ids: the same bytes
+        for fmt in FORMATS:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight", metadata=undated[fmt])
+            out[fmt] = buf.getvalue()
     panels = tuple(ax.get_title() for ax in fig.axes if ax.get_title())
     plt.close(fig)
     return Rendered(out["png"], out["pdf"], out["svg"], panels)
