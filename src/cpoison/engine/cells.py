@@ -131,6 +131,33 @@ def _places(run: Path) -> dict[str, dict[str, Any]]:
             for key, place in places.items()}
 
 
+def read_exported_run(store: ArtifactStore, run: Path
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """One run exported to a folder of cells (``run`` = ``FOLDER/runs/NAME``, ``store`` the
+    folder's store): its raw config, the rows of its planned cells placed at the run's own
+    grid point, repeat, attack and victim (``cells.json``), and how many planned cells the
+    folder lacks (a warning names them)."""
+    try:
+        raw = yaml.safe_load((run / "config.resolved.yaml").read_text()) or {}
+        plan = json.loads((run / "plan.json").read_text())
+    except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{run}: unreadable exported run ({err})") from None
+    places = _places(run)
+    rows: list[dict[str, Any]] = []
+    missing = 0
+    for key in plan:
+        record = read_cell(store, key)
+        if record is None:
+            missing += 1
+            continue
+        place = places.get(key) or {"point": record.get("point") or {}}
+        rows.extend({**row, "cell": key, **place} for row in record["rows"])
+    if missing:
+        log.warning("%s: %d of %d planned cells are not in the folder; the report leaves "
+                    "them out", run.name, missing, len(plan))
+    return raw, rows, missing
+
+
 def report_from_cells(folder: str | Path, out: str | Path | None = None) -> list[Path]:
     """Rebuild ``summary.json``, ``report.md`` and the plots of every run exported to
     ``folder`` (a folder of cells; see the module docstring) into ``out/<name>/`` (default
@@ -147,25 +174,8 @@ def report_from_cells(folder: str | Path, out: str | Path | None = None) -> list
     store = ArtifactStore(folder)
     reports = []
     for run in sorted(p for p in (folder / "runs").iterdir() if p.is_dir()):
-        config_path = run / "config.resolved.yaml"
-        try:
-            raw = yaml.safe_load(config_path.read_text())
-            plan = json.loads((run / "plan.json").read_text())
-        except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{run}: unreadable exported run ({err})") from None
-        config = validate_config(raw, str(config_path))
-        places = _places(run)
-        rows, missing = [], 0
-        for key in plan:
-            record = read_cell(store, key)
-            if record is None:
-                missing += 1
-                continue
-            place = places.get(key) or {"point": record.get("point") or {}}
-            rows.extend({**row, "cell": key, **place} for row in record["rows"])
-        if missing:
-            log.warning("%s: %d of %d planned cells are not in %s; the report leaves them "
-                        "out", run.name, missing, len(plan), folder)
+        raw, rows, missing = read_exported_run(store, run)
+        config = validate_config(raw, str(run / "config.resolved.yaml"))
         target = Path(out) / run.name if out is not None else run
         target.mkdir(parents=True, exist_ok=True)
         summary = build_summary(config, rows)

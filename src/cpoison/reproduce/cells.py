@@ -17,18 +17,13 @@ tables) into any folder.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from cpoison.errors import ConfigError
 from cpoison.io import atomic_write_json
 from cpoison.reproduce.experiments import EXPERIMENTS, SCALES, Part, parts
 from cpoison.reproduce.results import RunResult
-
-log = logging.getLogger(__name__)
 
 MANIFEST = "reproduce.json"
 
@@ -85,7 +80,7 @@ def load_part(folder: Path, part: Part) -> RunResult | None:
     """One part rebuilt from the folder of cells: its config, its summary (from the cells,
     without an environment: the cells do not record the machine) and its cells; None when
     the folder does not hold it."""
-    from cpoison.engine.cells import read_cell
+    from cpoison.engine.cells import read_exported_run
     from cpoison.engine.driver import build_summary
     from cpoison.experiments.config import validate_config
     from cpoison.store.artifacts import ArtifactStore
@@ -93,24 +88,7 @@ def load_part(folder: Path, part: Part) -> RunResult | None:
     run = folder / "runs" / part_name(part)
     if not (run / "config.resolved.yaml").is_file():
         return None
-    try:
-        raw = yaml.safe_load((run / "config.resolved.yaml").read_text()) or {}
-        plan = json.loads((run / "plan.json").read_text())
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{part_name(part)}: unreadable exported run "
-                          f"({type(err).__name__})") from None
-    store = ArtifactStore(folder)
-    rows, missing = [], 0
-    for key in plan:
-        record = read_cell(store, key)
-        if record is None:
-            missing += 1
-            continue
-        rows.extend({**row, "cell": key, "point": record.get("point") or {}}
-                    for row in record["rows"])
-    if missing:
-        log.warning("%s: %d of %d planned cells are not in the folder; the report leaves "
-                    "them out", part_name(part), missing, len(plan))
+    raw, rows, missing = read_exported_run(ArtifactStore(folder), run)
     if not rows:
         return None
     summary = build_summary(validate_config(raw, part_name(part)), rows)
